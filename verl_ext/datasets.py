@@ -1,0 +1,207 @@
+"""Dataset classes for verl's ``data.custom_cls`` (``pkg://verl_ext.datasets``).
+
+verl's ``create_sft_dataset`` calls ``cls(parquet_files=..., tokenizer=..., config=data_cfg,
+processor=..., max_samples=...)``. Every row is validated and tokenized when the dataset is built, so
+a bad file stops the run (naming file and row) before any model is loaded, and the truncation policy
+is applied with a count of what it did.
+
+- ``ChatSFTDataset``: ``messages`` rows (multi-turn, tools, Qwen3 thinking) -> exact template render
+  with an assistant-only loss mask (see ``verl_ext.masks``).
+- ``PromptResponseDataset``: column rows (``prompt``/``response``, e.g. ``problem``/``solution``),
+  turned into a two-message conversation and encoded the same way, so the EOS is trained.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from verl_ext.masks import ChatEncoder, Encoded, TemplateAlignmentError
+from verl_ext.rows import DataError, RowRef, iter_files, normalize_bool, normalize_messages, normalize_tools, read_rows
+
+logger = logging.getLogger(__name__)
+
+TRUNCATION = ("error", "left", "right")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Keys read from verl's ``data`` config; the one home of their defaults (``null`` in YAML = this)."""
+
+    messages_key: str = "messages"
+    tools_key: str = "tools"
+    enable_thinking_key: str = "enable_thinking"
+    enable_thinking_default: bool | None = None
+    apply_chat_template_kwargs: dict | None = None
+    max_length: int = 1024
+    truncation: str = "error"
+    pad_mode: str = "no_padding"
+    # keep reasoning of earlier assistant turns that the template would drop (Qwen3 keeps only the last)
+    reasoning_in_history: bool = False
+    # prompt/response datasets
+    prompt_key: str = "prompt"
+    response_key: str = "response"
+    system_prompt: str | None = None
+    prompt_template: str | None = None  # e.g. "{prompt}\n\nPut your final answer within \\boxed{{}}."
+
+    @classmethod
+    def from_config(cls, config: Any) -> "DataOptions":
+        config = config or {}
+        values = {}
+        for f in fields(cls):
+            v = config.get(f.name, None) if hasattr(config, "get") else None
+            if v is not None:
+                values[f.name] = v
+        if "apply_chat_template_kwargs" in values:
+            values["apply_chat_template_kwargs"] = dict(values["apply_chat_template_kwargs"])
+        edt = values.get("enable_thinking_default")
+        if isinstance(edt, str):  # verl's YAML default is the string "none"
+            values["enable_thinking_default"] = {"none": None, "true": True, "false": False}.get(edt.lower())
+        opts = cls(**values)
+        if opts.truncation not in TRUNCATION:
+            raise DataError(f"data.truncation={opts.truncation!r}; choose one of {', '.join(TRUNCATION)}")
+        if opts.pad_mode not in ("no_padding", "right"):
+            raise DataError(f"data.pad_mode={opts.pad_mode!r}; choose no_padding (recommended) or right")
+        return opts
+
+
+@dataclass(frozen=True)
+class Sample:
+    input_ids: np.ndarray
+    loss_mask: np.ndarray
+    ref: RowRef
+
+
+class _EncodedDataset(Dataset):
+    """Shared machinery: read files, turn rows into conversations, encode, truncate, serve."""
+
+    def __init__(self, parquet_files, tokenizer, config=None, processor=None, max_samples: int = -1):
+        self.opts = DataOptions.from_config(config)
+        self.tokenizer = tokenizer
+        self.encoder = ChatEncoder(
+            tokenizer,
+            template_kwargs=dict(self.opts.apply_chat_template_kwargs or {}),
+            reasoning_in_history=self.opts.reasoning_in_history,
+        )
+        self.stats = {"rows": 0, "truncated": 0, "dropped_no_target": 0, "straddling_tokens": 0, "trained_tokens": 0}
+        conversations = []
+        for path in iter_files(parquet_files):
+            for row_idx, row in enumerate(read_rows(path)):
+                conversations.append(self.to_conversation(row, RowRef(path, row_idx)))
+        if max_samples is not None and 0 < max_samples < len(conversations):
+            conversations = conversations[:max_samples]
+        self.samples = [s for s in (self._encode(*c) for c in _progress(conversations)) if s is not None]
+        if not self.samples:
+            raise DataError(f"no usable rows in {list(iter_files(parquet_files))}")
+        logger.info("verl-ext dataset: %s", self.stats)
+
+    # subclasses turn a raw row into (messages, tools, enable_thinking, ref)
+    def to_conversation(self, row: dict, ref: RowRef) -> tuple[list[dict], list | None, bool | None, RowRef]:
+        raise NotImplementedError
+
+    def _encode(self, messages, tools, enable_thinking, ref: RowRef) -> Sample | None:
+        try:
+            enc: Encoded = self.encoder.encode(messages, tools, enable_thinking)
+        except TemplateAlignmentError as e:
+            raise DataError(f"{ref}: {e}") from None
+        except Exception as e:  # jinja errors from the template (e.g. roles it does not allow)
+            raise DataError(f"{ref}: the chat template failed on this conversation: {e}") from None
+        ids, mask = enc.input_ids, enc.loss_mask
+        self.stats["rows"] += 1
+        self.stats["straddling_tokens"] += enc.straddling_tokens
+        max_len = self.opts.max_length
+        if len(ids) > max_len:
+            if self.opts.truncation == "error":
+                raise DataError(
+                    f"{ref}: {len(ids)} tokens > data.max_length={max_len}. Raise data.max_length, "
+                    "filter long rows (data_converters --max-tokens), or set data.truncation=left|right"
+                )
+            self.stats["truncated"] += 1
+            sl = slice(len(ids) - max_len, None) if self.opts.truncation == "left" else slice(0, max_len)
+            ids, mask = ids[sl], mask[sl]
+        if mask[1:].sum() == 0:  # the first token is never a target (the loss rolls the mask by one)
+            self.stats["dropped_no_target"] += 1
+            logger.warning("%s: no trained token left after truncation; row skipped", ref)
+            return None
+        self.stats["trained_tokens"] += int(mask.sum())
+        return Sample(ids, mask, ref)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: int) -> dict:
+        s = self.samples[item]
+        input_ids = torch.from_numpy(s.input_ids)
+        loss_mask = torch.from_numpy(s.loss_mask.astype(np.int64))
+        n = len(input_ids)
+        if self.opts.pad_mode == "no_padding":
+            return {"input_ids": input_ids, "position_ids": torch.arange(n), "loss_mask": loss_mask}
+        pad = self.opts.max_length - n
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return {
+            "input_ids": torch.cat([input_ids, torch.full((pad,), pad_id, dtype=torch.long)]),
+            "attention_mask": torch.cat([torch.ones(n, dtype=torch.long), torch.zeros(pad, dtype=torch.long)]),
+            "position_ids": torch.cat([torch.arange(n), torch.zeros(pad, dtype=torch.long)]),
+            "loss_mask": torch.cat([loss_mask, torch.zeros(pad, dtype=torch.long)]),
+        }
+
+
+class ChatSFTDataset(_EncodedDataset):
+    """Multi-turn ``messages`` rows; see module docstring."""
+
+    def to_conversation(self, row, ref):
+        o = self.opts
+        if o.messages_key not in row:
+            raise DataError(
+                f"{ref}: no {o.messages_key!r} column (columns: {', '.join(sorted(row))}); "
+                "set data.messages_key or use data.dataset=prompt_response for column data"
+            )
+        messages = normalize_messages(row[o.messages_key], ref)
+        tools = normalize_tools(row.get(o.tools_key), ref)
+        thinking = normalize_bool(row.get(o.enable_thinking_key), ref, o.enable_thinking_key)
+        return messages, tools, o.enable_thinking_default if thinking is None else thinking, ref
+
+
+class PromptResponseDataset(_EncodedDataset):
+    """Column rows; the prompt goes through ``prompt_template`` and the chat template."""
+
+    def to_conversation(self, row, ref):
+        o = self.opts
+        texts = []
+        for key in (o.prompt_key, o.response_key):
+            if key not in row:
+                raise DataError(
+                    f"{ref}: no {key!r} column (columns: {', '.join(sorted(row))}); "
+                    "set data.prompt_key / data.response_key"
+                )
+            value = row[key]
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{ref}: {key!r} must be a non-empty string, got {value!r:.60}")
+            texts.append(value)
+        prompt, response = texts
+        if o.prompt_template:
+            prompt = o.prompt_template.format(prompt=prompt, **{k: v for k, v in row.items() if k != "prompt"})
+        messages = ([{"role": "system", "content": o.system_prompt}] if o.system_prompt else []) + [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": response},
+        ]
+        thinking = normalize_bool(row.get(o.enable_thinking_key), ref, o.enable_thinking_key)
+        return messages, None, o.enable_thinking_default if thinking is None else thinking, ref
+
+
+DATASETS = {"chat": ChatSFTDataset, "prompt_response": PromptResponseDataset}
+
+
+def _progress(items: list):
+    """A progress bar on rank 0 only (every rank builds its own copy)."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0" or len(items) < 500:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="verl-ext: tokenizing", unit="row")

@@ -1,0 +1,105 @@
+"""Every change verl-ext makes to verl / transformers behaviour at run time, in one place.
+
+Each patch says why, which upstream issue it works around, and the versions it was written for;
+``apply()`` refuses to patch other versions silently (it logs and skips), and
+``tests/verl_ext/test_patches.py`` fails when upstream code the patches rely on moves.
+Delete a patch when upstream fixes the bug it works around.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+logger = logging.getLogger(__name__)
+
+VERL_VERSIONS = ("0.9.1",)
+TRANSFORMERS_MIN, TRANSFORMERS_MAX = (5, 5), (5, 11)
+_applied: list[str] = []
+
+
+def applied() -> tuple[str, ...]:
+    return tuple(_applied)
+
+
+def _versions_ok() -> bool:
+    import transformers
+    import verl
+
+    tv = tuple(int(x) for x in transformers.__version__.split(".")[:2])
+    ok = verl.__version__ in VERL_VERSIONS and TRANSFORMERS_MIN <= tv < TRANSFORMERS_MAX
+    if not ok:
+        logger.warning(
+            "verl-ext patches were written for verl %s and transformers >=%s,<%s; found verl %s, transformers %s: "
+            "patches NOT applied (sequence parallel under sdpa and CPU process groups may be wrong)",
+            VERL_VERSIONS, TRANSFORMERS_MIN, TRANSFORMERS_MAX, verl.__version__, transformers.__version__,
+        )
+    return ok
+
+
+def patch_ulysses_sdpa() -> None:
+    """verl 0.9.1 applies Ulysses all-to-all only inside flash-attention's forward
+    (``verl/models/transformers/monkey_patch.py``), so ``engine.ulysses_sequence_parallel_size>1`` with
+    sdpa attends within each rank's slice: silently wrong. Register a Ulysses-aware "sdpa" through
+    transformers' public ``AttentionInterface``; with sp off it calls the stock function."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from verl_ext.ulysses_sdpa import make_ulysses_sdpa
+
+    current = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    if getattr(current, "stock", None) is not None:
+        return
+    ALL_ATTENTION_FUNCTIONS["sdpa"] = make_ulysses_sdpa(sdpa_attention_forward)
+    _applied.append("ulysses_sdpa")
+
+
+def cpu_process_group(timeout_second: int = 36000):
+    """``verl.utils.distributed.initialize_global_process_group`` builds the backend string
+    ``f"cpu:gloo,{device}:{backend}"``, which is ``cpu:gloo,cpu:gloo`` on CPU and fails with
+    "Duplicate device type cpu". Same function, plain gloo."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend="gloo",
+            timeout=timedelta(seconds=timeout_second),
+            init_method=os.environ.get("DIST_INIT_METHOD", None),
+        )
+    return int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def patch_cpu_process_group() -> None:
+    import verl.utils.distributed as vdist
+
+    if vdist.initialize_global_process_group is not cpu_process_group:
+        vdist.initialize_global_process_group = cpu_process_group
+        _applied.append("cpu_process_group")
+
+
+def register_cpu_engines() -> None:
+    """verl registers its FSDP engines for cuda/npu only (``EngineRegistry`` keyed by device): add
+    the same classes for ``cpu`` through the registry, instead of ``VERL_ENGINE_DEVICE`` tricks."""
+    import warnings
+
+    with warnings.catch_warnings():  # verl warns about every optional engine it cannot import
+        warnings.simplefilter("ignore", UserWarning)
+        from verl.workers.engine.base import EngineRegistry
+        from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
+
+    for model_type, cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
+        for backend in ("fsdp", "fsdp2"):
+            if "cpu" not in EngineRegistry._engines.get(model_type, {}).get(backend, {}):
+                EngineRegistry.register(model_type=model_type, backend=backend, device="cpu")(cls)
+    _applied.append("cpu_engines")
+
+
+def apply(cpu: bool) -> tuple[str, ...]:
+    """Apply the patches this process needs; ``cpu`` adds the CPU-only ones."""
+    if not _versions_ok():
+        return applied()
+    patch_ulysses_sdpa()
+    if cpu:
+        patch_cpu_process_group()
+        register_cpu_engines()
+    return applied()

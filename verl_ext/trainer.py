@@ -1,0 +1,125 @@
+"""verl's FSDP SFT trainer, run with verl-ext's datasets, CPU platform, stage log and generation eval.
+
+This is what ``verl-ext train`` runs under torchrun (``torchrun -m verl_ext.trainer <overrides>``).
+The config is verl's ``sft_trainer_engine.yaml`` plus verl-ext's keys (``verl_ext/config/sft.yaml``);
+the training loop is verl's own ``SFTTrainer.fit``: the subclass only times its build stages and adds
+generation evaluation at the validation steps.
+"""
+from __future__ import annotations
+
+import time
+
+_T0 = time.monotonic()
+
+import logging  # noqa: E402
+import os  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+from verl_ext.stages import StageLog  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+DATASET_CLASSES = {"chat": "ChatSFTDataset", "prompt_response": "PromptResponseDataset"}
+
+
+def resolve_dataset(config: DictConfig) -> None:
+    """``data.dataset=<short name>`` -> ``data.custom_cls`` (unless the user set custom_cls)."""
+    name = config.data.get("dataset", "chat")
+    if config.data.custom_cls.get("path") or name in (None, "verl"):
+        return
+    if name not in DATASET_CLASSES:
+        raise ValueError(f"data.dataset={name!r}; choose one of {', '.join([*DATASET_CLASSES, 'verl'])}")
+    with open_dict(config):
+        config.data.custom_cls.path = "pkg://verl_ext.datasets"
+        config.data.custom_cls.name = DATASET_CLASSES[name]
+
+
+def _trainer_class():
+    from verl.trainer.sft_trainer import SFTTrainer
+
+    class VerlExtSFTTrainer(SFTTrainer):
+        """verl's SFTTrainer with each build stage timed (and watched)."""
+
+        def __init__(self, config, stages: StageLog):
+            self.stages = stages
+            super().__init__(config)
+
+        def _build_config(self):
+            with self.stages.stage("tokenizer + model config"):
+                super()._build_config()
+
+        def _build_dataset(self):
+            with self.stages.stage("dataset (read, validate, tokenize)"):
+                super()._build_dataset()
+
+        def _build_engine(self):
+            with self.stages.stage("engine"):
+                super()._build_engine()
+
+        def _build_dataloader(self):
+            with self.stages.stage("dataloader"):
+                super()._build_dataloader()
+
+        def _init_engine(self):
+            with self.stages.stage("model load + FSDP wrap + optimizer"):
+                super()._init_engine()
+            self._wrap_first_step()
+
+        def _build_ckpt_handler(self):
+            with self.stages.stage("checkpoint handler + resume"):
+                super()._build_ckpt_handler()
+
+        def _wrap_first_step(self):
+            client = self.training_client
+            original = client.train_batch
+            stages = self.stages
+
+            def train_batch(*args, **kwargs):
+                client.train_batch = original
+                with stages.stage("first step"):
+                    return original(*args, **kwargs)
+
+            client.train_batch = train_batch
+
+    return VerlExtSFTTrainer
+
+
+def run(config: DictConfig) -> None:
+    from verl_ext import plugin  # noqa: F401  (registers the CPU platform even if entry points are off)
+    from verl_ext.devices import apply_device_defaults
+
+    rank = int(os.environ.get("RANK", 0))
+    stages = StageLog(watchdog_s=float(config.get("verl_ext", {}).get("stage_watchdog_s", 120)), rank=rank)
+    stages.records.append(("imports", time.monotonic() - _T0))
+    if rank == 0:
+        logger.warning("[verl-ext] stage imports done in %.1fs", time.monotonic() - _T0)
+    stages.start_watchdog()
+    for line in apply_device_defaults(config):
+        if rank == 0:
+            logger.warning("[verl-ext] %s", line)
+    resolve_dataset(config)
+
+    import verl.utils.distributed as vdist
+    from verl.utils.device import auto_set_device
+
+    auto_set_device(config)
+    with stages.stage("process group"):
+        vdist.initialize_global_process_group()
+    try:
+        trainer = _trainer_class()(config=config, stages=stages)
+        trainer.fit()
+    finally:
+        stages.close()
+        vdist.destroy_global_process_group()
+
+
+@hydra.main(config_path="config", config_name="sft", version_base=None)
+def main(config: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run(config)
+
+
+if __name__ == "__main__":
+    main()
