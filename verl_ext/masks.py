@@ -72,7 +72,11 @@ class ChatEncoder:
             sent = _SENT.format(0)
             closed = self.render(user + [{"role": "assistant", "content": sent}], tools, kwargs)
             tail = closed[closed.rindex(sent) + len(sent) :]
-            self._probe_cache[key] = (gen, tail.rstrip())
+            # candidate prefix lengths of the generation prompt: its own token boundaries, longest first,
+            # so a partial match never ends inside a token ("<" of "<think>" vs "<tool_call>")
+            offsets = self.tokenizer(gen, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            cuts = sorted({int(e) for _, e in offsets if gen[: int(e)].strip()}, reverse=True)
+            self._probe_cache[key] = (gen, tail.rstrip(), cuts)
         return self._probe_cache[key]
 
     # -- encoding -------------------------------------------------------------------------
@@ -88,12 +92,12 @@ class ChatEncoder:
                 messages = rewritten
                 text = self.render(messages, tools, kwargs)
                 content_spans = self._content_spans(messages, tools, kwargs, text)
-        gen, eot = self._probes(tools, kwargs)
+        gen, eot, cuts = self._probes(tools, kwargs)
         spans: list[tuple[int, int]] = []
         appended_eos = False
         prev_end = 0
         for i, (c_start, c_end) in sorted(content_spans.items()):
-            start = _gen_prompt_end(text, gen, prev_end, c_start)
+            start = _gen_prompt_end(text, gen, cuts, prev_end, c_start)
             if eot:
                 at = text.find(eot, c_end)
                 if at < 0:
@@ -181,13 +185,11 @@ def _common_prefix(a: str, b: str) -> int:
     return i
 
 
-def _gen_prompt_end(text: str, gen: str, lo: int, hi: int) -> int:
-    """End of the longest prefix of the generation prompt that occurs in text[lo:hi]."""
-    for k in range(len(gen), 0, -1):
+def _gen_prompt_end(text: str, gen: str, cuts: list[int], lo: int, hi: int) -> int:
+    """End of the longest token-aligned prefix of the generation prompt that occurs in text[lo:hi]."""
+    for k in cuts:
         at = text.rfind(gen[:k], lo, hi)
         if at >= 0:
-            if not gen[:k].strip():
-                break
             return at + k
     raise TemplateAlignmentError("could not find the assistant header (generation prompt) before an assistant turn")
 

@@ -1,0 +1,27 @@
+"""Fixture writers shared by the converter tests (inputs are built in code, never downloaded)."""
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+def write_jsonl(path: Path, rows, raw_lines=()) -> Path:
+    """JSONL of ``rows``; ``raw_lines`` (str or bytes) are appended verbatim, one per line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        for row in rows:
+            fh.write(json.dumps(row).encode() + b"\n")
+        for line in raw_lines:
+            fh.write((line.encode() if isinstance(line, str) else line) + b"\n")
+    return path
+
+def write_parquet(path: Path, rows, row_group_size: int | None = None, schema=None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_size)
+    return path
+
+def read_rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
