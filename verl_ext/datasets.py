@@ -80,14 +80,7 @@ class _EncodedDataset(Dataset):
     """Shared machinery: read files, turn rows into conversations, encode, truncate, serve."""
 
     def __init__(self, parquet_files, tokenizer, config=None, processor=None, max_samples: int = -1):
-        self.opts = DataOptions.from_config(config)
-        self.tokenizer = tokenizer
-        self.encoder = ChatEncoder(
-            tokenizer,
-            template_kwargs=dict(self.opts.apply_chat_template_kwargs or {}),
-            reasoning_in_history=self.opts.reasoning_in_history,
-        )
-        self.stats = {"rows": 0, "truncated": 0, "dropped_no_target": 0, "straddling_tokens": 0, "trained_tokens": 0}
+        self._setup(tokenizer, config)
         conversations = []
         for path in iter_files(parquet_files):
             for row_idx, row in enumerate(read_rows(path)):
@@ -98,6 +91,28 @@ class _EncodedDataset(Dataset):
         if not self.samples:
             raise DataError(f"no usable rows in {list(iter_files(parquet_files))}")
         logger.info("verl-ext dataset: %s", self.stats)
+
+    def _setup(self, tokenizer, config) -> None:
+        self.opts = DataOptions.from_config(config)
+        self.tokenizer = tokenizer
+        self.encoder = ChatEncoder(
+            tokenizer,
+            template_kwargs=dict(self.opts.apply_chat_template_kwargs or {}),
+            reasoning_in_history=self.opts.reasoning_in_history,
+        )
+        self.stats = {"rows": 0, "truncated": 0, "dropped_no_target": 0, "straddling_tokens": 0, "trained_tokens": 0}
+
+    @classmethod
+    def sample_lengths(cls, path: str, tokenizer, config, limit: int = 256) -> list[tuple[int, int]]:
+        """(tokens, trained tokens) of the first ``limit`` rows, validating them; for preflight."""
+        self = cls.__new__(cls)
+        self._setup(tokenizer, config)
+        out = []
+        for row_idx, row in enumerate(read_rows(path, limit=limit)):
+            messages, tools, thinking, ref = self.to_conversation(row, RowRef(path, row_idx))
+            enc = self.encoder.encode(messages, tools, thinking)
+            out.append((len(enc.input_ids), int(enc.loss_mask.sum())))
+        return out
 
     # subclasses turn a raw row into (messages, tools, enable_thinking, ref)
     def to_conversation(self, row: dict, ref: RowRef) -> tuple[list[dict], list | None, bool | None, RowRef]:

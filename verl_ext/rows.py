@@ -39,8 +39,9 @@ class RowRef:
         return f"{self.path}, row {self.row}"
 
 
-def read_rows(path: str, columns: Sequence[str] | None = None) -> list[dict]:
-    """Rows of a Parquet, JSONL or JSON-list file as plain Python dicts (no numpy, no pandas)."""
+def read_rows(path: str, columns: Sequence[str] | None = None, limit: int | None = None) -> list[dict]:
+    """Rows of a Parquet, JSONL or JSON-list file as plain Python dicts (no numpy, no pandas);
+    ``limit`` reads only the first rows (preflight samples big files cheaply)."""
     path = os.path.expanduser(str(path))
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found (check data.train_files / data.val_files)")
@@ -54,11 +55,14 @@ def read_rows(path: str, columns: Sequence[str] | None = None) -> list[dict]:
             else:
                 rows = []
                 for i, line in enumerate(f):
+                    if limit is not None and len(rows) >= limit:
+                        break
                     if line.strip():
                         try:
                             rows.append(json.loads(line))
                         except json.JSONDecodeError as e:
                             raise DataError(f"{path}, line {i + 1}: not valid JSON ({e.msg})") from None
+        rows = rows[:limit] if limit is not None else rows
         if columns:
             rows = [{c: r.get(c) for c in columns} for r in rows]
         return rows
@@ -70,8 +74,10 @@ def read_rows(path: str, columns: Sequence[str] | None = None) -> list[dict]:
         raise DataError(f"{path}: cannot read as Parquet ({e})") from None
     names = set(pf.schema_arrow.names)
     wanted = [c for c in columns if c in names] if columns else None
-    table = pf.read(columns=wanted)
-    return table.to_pylist()
+    if limit is not None:
+        batch = next(pf.iter_batches(batch_size=max(1, limit), columns=wanted), None)
+        return [] if batch is None else batch.to_pylist()[:limit]
+    return pf.read(columns=wanted).to_pylist()
 
 
 def _drop_none(value: Any) -> Any:

@@ -1,0 +1,50 @@
+"""``verl-ext``: one command for the whole path. Each subcommand is a module with ``main(argv)``.
+
+  verl-ext train   overrides...      preflight + plan + verl's SFT trainer (torchrun)
+  verl-ext check   overrides...      preflight + plan only
+  verl-ext convert NAME args...      data converters (fast_math_r1, openmath, math, textcraft, publish)
+  verl-ext eval    textcraft|math overrides...   evaluation runners
+  verl-ext submit  args...           submit a job to a Ray cluster
+  verl-ext demo    [--small]         the CPU demo: data, eval before, SFT, eval after
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": "verl_ext.train",
+    "check": "verl_ext.check",
+    "submit": "verl_ext.submit",
+    "demo": "verl_ext.demo",
+    "assets": "verl_ext.assets",
+}
+EVALS = {"textcraft": "eval.textcraft.run", "math": "eval.math.run"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "convert":
+        from data_converters import CONVERTERS
+
+        if not rest or rest[0] not in CONVERTERS:
+            print(f"usage: verl-ext convert {{{','.join(CONVERTERS)}}} [args...]  (add --help after a name)")
+            return 2
+        return importlib.import_module(CONVERTERS[rest[0]]).main(rest[1:])
+    if cmd == "eval":
+        if not rest or rest[0] not in EVALS:
+            print(f"usage: verl-ext eval {{{','.join(EVALS)}}} [overrides...]")
+            return 2
+        return importlib.import_module(EVALS[rest[0]]).main(rest[1:])
+    if cmd not in COMMANDS:
+        print(f"unknown command {cmd!r}\n{__doc__}")
+        return 2
+    return importlib.import_module(COMMANDS[cmd]).main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

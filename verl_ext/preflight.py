@@ -1,0 +1,242 @@
+"""Preflight: every problem with a training config found at once, before any model loads.
+
+``check(args, nproc)`` composes the config exactly as the trainer will (verl's YAML + verl-ext's
+keys + the overrides), applies the device fallbacks, and returns a ``Report``: ``errors`` (the run
+would fail or silently do the wrong thing: each says what to change), ``notes`` (fallbacks taken),
+and the ``Plan`` (``verl_ext.plan``). Pure apart from reading the config, model config, data samples
+and the checkpoint folder. Modelled on torchtune's ``config/_validate.py``: collect, raise once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from verl_ext.overrides import find_duplicates, parse_overrides
+from verl_ext.rows import DataError, iter_files
+
+CONFIG_DIR = Path(__file__).parent / "config"
+
+
+class PreflightError(RuntimeError):
+    def __init__(self, report: "Report"):
+        self.report = report
+        super().__init__(report.render())
+
+
+@dataclass
+class Report:
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plan: object | None = None
+    config: DictConfig | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def render(self) -> str:
+        lines = [f"preflight: {len(self.errors)} problem(s)" if self.errors else "preflight: ok"]
+        lines += [f"  ERROR {e}" for e in self.errors]
+        lines += [f"  note  {n}" for n in self.notes]
+        if self.plan is not None:
+            lines.append(self.plan.render())
+        return "\n".join(lines)
+
+
+def compose(args: list[str]) -> DictConfig:
+    """The config the trainer gets: ``verl_ext/config/sft.yaml`` (verl's + ours) with overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return hydra_compose("sft", overrides=list(args))
+
+
+def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> Report:
+    report = Report()
+    dups = find_duplicates(parse_overrides(args))
+    for key, first, second in dups:
+        report.errors.append(f"{key} is given twice ({key}={first}, then {key}={second}); Hydra would silently use {second}: keep one")
+    try:
+        config = compose(args)
+    except Exception as e:  # hydra's errors for unknown keys / bad syntax
+        report.errors.append(f"config does not compose: {str(e).splitlines()[0]} (a new key needs a leading '+')")
+        return report
+    from verl_ext.devices import apply_device_defaults
+    from verl_ext.trainer import resolve_dataset
+
+    report.notes += apply_device_defaults(config)
+    try:
+        resolve_dataset(config)
+    except ValueError as e:
+        report.errors.append(str(e))
+    report.config = config
+    nproc = nproc or int(config.trainer.n_gpus_per_node) * int(config.trainer.nnodes)
+    _check_plugin(report)
+    model_cfg = _check_model(config, report)
+    _check_parallel(config, nproc, model_cfg, report)
+    lengths = _check_data(config, report, sample_rows)
+    _check_resume(config, report)
+    from verl_ext.plan import make_plan
+
+    if not report.errors or lengths:
+        report.plan = make_plan(config, nproc, lengths, _param_count(config))
+        _check_disk(config, report)
+    return report
+
+
+def _check_plugin(report: Report) -> None:
+    try:
+        from verl_ext import plugin
+    except Exception as e:
+        report.errors.append(f"verl-ext's verl plugin failed to load ({e}); reinstall verl-ext (pip install -e .)")
+        return
+    from verl.plugin.platform.platform_manager import PlatformRegistry
+
+    if plugin.CPU and PlatformRegistry.get("cpu") is None:
+        report.errors.append("the CPU platform is not registered with verl; is VERL_USE_EXTERNAL_PLUGINS=none set?")
+
+
+def _check_model(config: DictConfig, report: Report) -> dict | None:
+    path = os.path.expanduser(str(config.model.path))
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.exists():
+        if os.path.isdir(path) or path.startswith(("/", ".", "~")):
+            report.errors.append(f"model.path={path}: no config.json there; point it at a Hugging Face model folder")
+        else:
+            report.notes.append(f"model.path={path} is not a local folder: it must be in the HF cache (hub id) to load")
+        return None
+    return json.loads(cfg_file.read_text())
+
+
+def _check_parallel(config: DictConfig, nproc: int, model_cfg: dict | None, report: Report) -> None:
+    sp = int(config.engine.get("ulysses_sequence_parallel_size", 1))
+    gbs, micro = int(config.data.train_batch_size), int(config.data.micro_batch_size_per_gpu)
+    if nproc % sp:
+        report.errors.append(f"engine.ulysses_sequence_parallel_size={sp} does not divide the {nproc} processes")
+        return
+    dp = nproc // sp
+    if gbs % dp:
+        report.errors.append(
+            f"data.train_batch_size={gbs} is global and is split over {dp} data-parallel ranks: not divisible "
+            f"(verl would floor it to {gbs // dp * dp}); use a multiple of {dp}"
+        )
+    elif not config.data.use_dynamic_bsz and (gbs // dp) % micro:
+        report.errors.append(
+            f"per-rank batch {gbs // dp} (= data.train_batch_size {gbs} / {dp} dp ranks) is not a multiple of "
+            f"data.micro_batch_size_per_gpu={micro}"
+        )
+    if config.data.use_dynamic_bsz and int(config.data.max_token_len_per_gpu) * sp < int(config.data.max_length):
+        report.errors.append(
+            f"data.max_token_len_per_gpu={config.data.max_token_len_per_gpu} x sp {sp} < data.max_length="
+            f"{config.data.max_length}: a full-length row cannot fit one micro batch; raise max_token_len_per_gpu"
+        )
+    if sp > 1:
+        if not config.model.use_remove_padding:
+            report.errors.append("Ulysses sequence parallel needs model.use_remove_padding=True")
+        if model_cfg:
+            heads = int(model_cfg.get("num_attention_heads", 0) or 0)
+            kv = int(model_cfg.get("num_key_value_heads", heads) or heads)
+            if heads and heads % sp:
+                report.errors.append(f"sequence parallel size {sp} does not divide num_attention_heads={heads}")
+            if kv and kv % sp and sp % kv:
+                report.errors.append(f"sequence parallel size {sp} and num_key_value_heads={kv}: one must divide the other")
+
+
+def _check_data(config: DictConfig, report: Report, sample_rows: int) -> list[tuple[int, int]]:
+    name = config.data.custom_cls.get("name")
+    from verl_ext import datasets
+
+    cls = getattr(datasets, name, None) if str(config.data.custom_cls.get("path", "")).endswith("verl_ext.datasets") else None
+    if int(config.trainer.test_freq) > 0 and not config.data.val_files:
+        report.errors.append("trainer.test_freq > 0 but data.val_files is not set: verl would crash at the first test step")
+    lengths: list[tuple[int, int]] = []
+    files = [("data.train_files", p) for p in iter_files(config.data.train_files)]
+    if config.data.val_files:
+        files += [("data.val_files", p) for p in iter_files(config.data.val_files)]
+    tokenizer = None
+    for key, path in files:
+        if not os.path.exists(os.path.expanduser(path)):
+            report.errors.append(f"{key}: {path} does not exist")
+            continue
+        if cls is None:
+            continue
+        if tokenizer is None:
+            tokenizer = _tokenizer(config, report)
+            if tokenizer is None:
+                return lengths
+        try:
+            sample = cls.sample_lengths(os.path.expanduser(path), tokenizer, config.data, limit=sample_rows)
+        except DataError as e:
+            report.errors.append(f"{key}: {e}")
+            continue
+        if key == "data.train_files":
+            lengths += sample
+    if lengths:
+        max_len = int(config.data.max_length)
+        over = sum(1 for n, _ in lengths if n > max_len)
+        if over:
+            share = f"{over}/{len(lengths)} sampled rows ({100 * over / len(lengths):.0f}%) exceed data.max_length={max_len}"
+            if config.data.truncation == "error":
+                report.errors.append(f"{share}; with data.truncation=error the run stops at them: raise max_length, filter, or truncate")
+            else:
+                report.notes.append(f"{share}; they will be truncated ({config.data.truncation}) or dropped if no target is left")
+    return lengths
+
+
+def _tokenizer(config: DictConfig, report: Report):
+    from transformers import AutoTokenizer
+
+    path = config.model.get("tokenizer_path") or config.model.path
+    try:
+        return AutoTokenizer.from_pretrained(os.path.expanduser(str(path)))
+    except Exception as e:
+        report.errors.append(f"cannot load the tokenizer from {path} ({type(e).__name__}); data rows cannot be checked")
+        return None
+
+
+def _check_resume(config: DictConfig, report: Report) -> None:
+    mode = config.trainer.resume_mode
+    if mode not in ("auto", "disable", "resume_path"):
+        report.errors.append(f"trainer.resume_mode={mode!r}; choose auto, disable or resume_path")
+    if mode == "resume_path":
+        path = config.trainer.resume_from_path
+        if not path or not os.path.isdir(os.path.expanduser(str(path))):
+            report.errors.append(f"trainer.resume_mode=resume_path but trainer.resume_from_path={path!r} is not a folder")
+        elif "global_step_" not in os.path.basename(str(path).rstrip("/")):
+            report.errors.append(f"trainer.resume_from_path={path} should be a global_step_<N> checkpoint folder")
+
+
+def _param_count(config: DictConfig) -> int | None:
+    """Parameter count from safetensors headers (no weights read), else None."""
+    from verl_ext.plan import count_params
+
+    return count_params(os.path.expanduser(str(config.model.path)))
+
+
+def _check_disk(config: DictConfig, report: Report) -> None:
+    plan = report.plan
+    target = Path(os.path.expanduser(str(config.trainer.default_local_dir)))
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        report.errors.append(f"trainer.default_local_dir={target}: {probe} is not writable")
+        return
+    need = plan.checkpoint_bytes_on_disk if plan is not None else None
+    if need:
+        free = shutil.disk_usage(probe).free
+        if need > free:
+            report.errors.append(
+                f"checkpoints need about {need / 2**30:.1f} GiB in {target} but only {free / 2**30:.1f} GiB is free; "
+                "set trainer.max_ckpt_to_keep or trainer.save_freq"
+            )
+
+
+def as_yaml(config: DictConfig) -> str:
+    return OmegaConf.to_yaml(config)
