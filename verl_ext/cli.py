@@ -4,6 +4,7 @@
   verl-ext check   overrides...      preflight + plan only
   verl-ext convert NAME args...      data converters (fast_math_r1, openmath, math, textcraft, publish)
   verl-ext eval    textcraft|math overrides...   evaluation runners
+  verl-ext export  CKPT [--out DIR]  FSDP checkpoint -> HF folder (LoRA merged)
   verl-ext submit  args...           submit a job to a Ray cluster
   verl-ext demo    [--small]         the CPU demo: data, eval before, SFT, eval after
 """
@@ -18,6 +19,7 @@ COMMANDS = {
     "submit": "verl_ext.submit",
     "demo": "verl_ext.demo",
     "assets": "verl_ext.assets",
+    "export": "verl_ext.export",
 }
 EVALS = {"textcraft": "eval.textcraft.run", "math": "eval.math.run"}
 

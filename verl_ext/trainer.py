@@ -45,6 +45,15 @@ def _trainer_class():
         def __init__(self, config, stages: StageLog):
             self.stages = stages
             super().__init__(config)
+            step = self.resume_global_step
+            if step > 0 and self.steps_per_epoch and step % self.steps_per_epoch == 0:
+                # verl #7401: a checkpoint from the last step of an epoch restores an exhausted loader,
+                # so verl iterates nothing for the next epoch and silently skips it. Start that epoch
+                # from a fresh loader, exactly as the uninterrupted run does (fit() sets its epoch).
+                self._build_dataloader()
+                self.ckpt_handler.train_dataloader = self.train_dataloader
+                logger.warning("[verl-ext] resumed at the end of epoch %d: next epoch starts fresh (verl #7401)",
+                               step // self.steps_per_epoch)
 
         def _build_config(self):
             with self.stages.stage("tokenizer + model config"):
@@ -109,6 +118,12 @@ def run(config: DictConfig) -> None:
         vdist.initialize_global_process_group()
     try:
         trainer = _trainer_class()(config=config, stages=stages)
+        if trainer.resume_global_step >= trainer.total_training_steps:
+            # verl would train one step past the end (it checks "last step" only after a step)
+            if rank == 0:
+                logger.warning("[verl-ext] checkpoint step %d >= total steps %d: nothing left to train",
+                               trainer.resume_global_step, trainer.total_training_steps)
+            return
         trainer.fit()
     finally:
         stages.close()

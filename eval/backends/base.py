@@ -22,6 +22,11 @@ class SamplingParams:
     seed: int | None = None
     logprobs: bool = False  # ask for per-token log-probs (for token entropy) where supported
 
+    def __post_init__(self) -> None:
+        # stop="###" is one stop string, not three; lists (e.g. from OmegaConf) become a tuple
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(str(s) for s in (self.stop or ()))
+        object.__setattr__(self, "stop", stop)
+
     @property
     def sampling(self) -> bool:
         return self.temperature > 0 if self.do_sample is None else bool(self.do_sample)
@@ -50,3 +55,50 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release the model / the managed server process."""
+
+
+def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, str | None]:
+    """Cut ``text`` before the earliest occurrence of any stop string (OpenAI semantics: the stop
+    string itself is not returned); returns ``(text, matched_stop_or_None)``."""
+    best: tuple[int, str] | None = None
+    for s in stop:
+        if not s:
+            continue
+        i = text.find(s)
+        if i >= 0 and (best is None or i < best[0]):
+            best = (i, s)
+    return (text, None) if best is None else (text[: best[0]], best[1])
+
+
+def entropy_from_top_logprobs(steps: list[list[float]]) -> float | None:
+    """Mean per-token entropy (nats) estimated from each step's top-k log-probs: the top-k terms
+    plus the leftover probability mass as one bucket (a lower bound when k is small)."""
+    import math
+
+    values = []
+    for logprobs in steps:
+        probs = [math.exp(lp) for lp in logprobs if lp is not None and lp > -math.inf]
+        if not probs:
+            continue
+        h = -sum(p * math.log(p) for p in probs if p > 0)
+        rest = 1.0 - sum(probs)
+        if rest > 1e-12:
+            h -= rest * math.log(rest)
+        values.append(h)
+    return sum(values) / len(values) if values else None
+
+
+def build_generation(text: str, finish_reason: str | None, num_tokens: int | None, params: SamplingParams,
+                     top_logprob_steps: list[list[float]] | None = None, meta: dict | None = None) -> Generation:
+    """A ``Generation`` from what an engine or server reports: any finish reason but "length" is
+    "stop"; stop strings are cut client-side too (in case a server returns them); the token count
+    falls back to the number of log-prob steps."""
+    meta = dict(meta or {})
+    finish = "length" if finish_reason == "length" else "stop"
+    text, matched = truncate_at_stop(text or "", params.stop)
+    if matched is not None:
+        finish, meta["matched_stop"] = "stop", matched
+    if num_tokens is None:
+        num_tokens = len(top_logprob_steps or [])
+    entropy = entropy_from_top_logprobs(top_logprob_steps) if top_logprob_steps else None
+    return Generation(text=text, num_tokens=int(num_tokens), finish_reason=finish, entropy=entropy, meta=meta)

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-from dc_fixtures import read_jsonl, read_rows, write_jsonl, write_parquet
 
 from data_converters import fast_math_r1 as fm
 from data_converters.parquet_io import Reject
@@ -10,19 +9,18 @@ from data_converters.pipeline import Kept
 TRACE = "<think>\nLet me think. 1+1 = 2.\n</think>\n\nThe answer is $\\boxed{2}$."
 
 
-@pytest.mark.parametrize("raw", [
-    "＜think＞\nLet me think. 1+1 = 2.\n＜/think＞\n\nThe answer is $\\boxed{2}$.",
-    "<THINK>\nLet me think. 1+1 = 2.\n</THINK>The answer is $\\boxed{2}$.",
-    "< think >\nLet me think. 1+1 = 2.\n</ think >   \n\n\n\n\n\nThe answer is $\\boxed{2}$.",
-    "<Think>\nLet me think. 1+1 = 2.\n< / Think>\nThe answer is $\\boxed{2}$.",
-    "\n\nLet me think. 1+1 = 2.\n</think>The answer is $\\boxed{2}$.",  # no opening tag
-    "＜think＞\nLet me think. 1+1 = 2.\n＜／think＞ The answer is $\\boxed{2}$.",
+@pytest.mark.parametrize("raw,added", [
+    ("＜think＞\nLet me think. 1+1 = 2.\n＜/think＞\n\nThe answer is $\\boxed{2}$.", False),
+    ("<THINK>\nLet me think. 1+1 = 2.\n</THINK>The answer is $\\boxed{2}$.", False),
+    ("< think >\nLet me think. 1+1 = 2.\n</ think >   \n\n\n\n\n\nThe answer is $\\boxed{2}$.", False),
+    ("<Think>\nLet me think. 1+1 = 2.\n< / Think>\nThe answer is $\\boxed{2}$.", False),
+    ("\n\nLet me think. 1+1 = 2.\n</think>The answer is $\\boxed{2}$.", True),
+    ("＜think＞\nLet me think. 1+1 = 2.\n＜／think＞ The answer is $\\boxed{2}$.", False),
 ])
-def test_think_tag_variants(raw):
+def test_think_tag_variants(raw, added):
     text, note = fm.normalize_think(raw)
     assert text == "<think>\nLet me think. 1+1 = 2.\n</think>\n\n\n\nThe answer is $\\boxed{2}$."
-    assert (note == "think_open_tag_added") == ("think>\nLet" not in raw.lower().replace("＜", "<").replace("＞", ">")
-                                                .replace("< think >", "<think>"))
+    assert note == ("think_open_tag_added" if added else "")
 
 
 @pytest.mark.parametrize("raw,reason", [
@@ -109,7 +107,7 @@ def _rows(n, start=0):
              "answer": str(2 * i)} for i in range(start, start + n)]
 
 
-def test_cli_end_to_end_append_keeps_split(tmp_path):
+def test_cli_end_to_end_append_keeps_split(tmp_path, write_jsonl, read_rows):
     src = write_jsonl(tmp_path / "a.jsonl", _rows(60))
     args = ["--out", str(tmp_path / "o1"), "--split-validation", "--val-ratio", "0.3", "--seed", "0",
             "--no-progress", "--max-tokens", "0"]
@@ -125,7 +123,7 @@ def test_cli_end_to_end_append_keeps_split(tmp_path):
     assert len(second) == 90 and all(second[p] == s for p, s in first.items())
 
 
-def test_cli_token_filter_and_every_reject_is_located(tmp_path):
+def test_cli_token_filter_and_every_reject_is_located(tmp_path, write_parquet, read_rows, read_jsonl):
     long_trace = "<think>" + " ".join(f"w{i}" for i in range(3000)) + "</think>So \\boxed{1}."
     rows = _rows(3) + [{"problem": "long", "generation": long_trace, "answer": "1"}, {"problem": "", "generation": "x"}]
     src = write_parquet(tmp_path / "in.parquet", rows)
@@ -140,7 +138,7 @@ def test_cli_token_filter_and_every_reject_is_located(tmp_path):
         "prompt", "response", "messages", "answer", "answer_extracted", "answer_source", "data_source"}
 
 
-def test_cli_bad_val_ratio_is_one_line_error(tmp_path, capsys):
+def test_cli_bad_val_ratio_is_one_line_error(tmp_path, capsys, write_jsonl):
     src = write_jsonl(tmp_path / "a.jsonl", _rows(1))
     assert fm.main([str(src), "--out", str(tmp_path / "o"), "--split-validation", "--val-ratio", "1.5"]) == 2
     assert "--val-ratio" in capsys.readouterr().err

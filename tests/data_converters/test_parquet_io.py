@@ -4,12 +4,11 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dc_fixtures import read_jsonl, write_jsonl, write_parquet
 
 from data_converters.parquet_io import (
     ConversionError, ParquetChunkWriter, Reject, RejectSink, Summary, input_kind, iter_chunks,
 )
-from data_converters.pipeline import Kept, convert_files
+from data_converters.pipeline import Kept, convert_files, expand_inputs
 
 
 def _collect(path, batch_size=2, rejects=None):
@@ -21,7 +20,7 @@ def _collect(path, batch_size=2, rejects=None):
     return out, sink
 
 
-def test_jsonl_locations_and_bad_lines(tmp_path):
+def test_jsonl_locations_and_bad_lines(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "a.jsonl", [{"x": 1}], raw_lines=["", "{bad", b"\xff\xfe{}", '{"x": 2}', "[1]"])
     records, sink = _collect(path)
     # line 1 ok, 2 blank (skipped), 3 malformed, 4 invalid utf-8, 5 ok, 6 a list (still a record)
@@ -54,13 +53,13 @@ def test_broken_json_list_names_file(tmp_path):
         _collect(path)
 
 
-def test_json_extension_holding_jsonl(tmp_path):
+def test_json_extension_holding_jsonl(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "a.json", [{"x": 1}, {"x": 2}])
     assert input_kind(path) == "jsonl"
     assert [r for _, _, r in _collect(path)[0]] == [{"x": 1}, {"x": 2}]
 
 
-def test_parquet_rows_numbered_across_batches(tmp_path):
+def test_parquet_rows_numbered_across_batches(tmp_path, write_parquet):
     path = write_parquet(tmp_path / "a.parquet", [{"x": i} for i in range(7)], row_group_size=3)
     records, _ = _collect(path, batch_size=2)
     assert [(p, r["x"]) for _, p, r in records] == [(i, i) for i in range(7)]
@@ -92,7 +91,7 @@ def test_writer_abort_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_reject_sink_commit_and_abort(tmp_path):
+def test_reject_sink_commit_and_abort(tmp_path, read_jsonl):
     sink = RejectSink(tmp_path / "r.jsonl")
     sink.add("f.jsonl", "line", 3, Reject("bad", "why"), {"a": "x" * 2000})
     assert not (tmp_path / "r.jsonl").exists()
@@ -105,7 +104,7 @@ def test_reject_sink_commit_and_abort(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
 
 
-def test_convert_files_accounts_for_every_row_and_cleans_up_on_error(tmp_path):
+def test_convert_files_accounts_for_every_row_and_cleans_up_on_error(tmp_path, write_jsonl, read_jsonl):
     path = write_jsonl(tmp_path / "in.jsonl", [{"v": i} for i in range(6)], raw_lines=["oops"])
     schema = pa.schema([("v", pa.int64())])
 
@@ -141,3 +140,18 @@ def test_summary_render_and_save(tmp_path):
     s.save(tmp_path / "s.json")
     assert json.loads((tmp_path / "s.json").read_text())["dropped"] == {"bad": 1}
     assert "dropped  bad: 1" in s.render()
+
+
+def test_expand_inputs_folders_globs_and_missing(tmp_path, write_jsonl, write_parquet):
+    for name in ("data/cot-00001-of-00002.parquet", "data/cot-00000-of-00002.parquet", "data/tir-00000-of-00001.parquet"):
+        write_parquet(tmp_path / name, [{"x": 1}])
+    write_jsonl(tmp_path / "data" / "notes.jsonl", [{"x": 1}])
+    (tmp_path / "data" / "README.md").write_text("not data")
+    got = expand_inputs([tmp_path / "data" / "cot-*-of-00002.parquet"])
+    assert [p.name for p in got] == ["cot-00000-of-00002.parquet", "cot-00001-of-00002.parquet"]
+    assert [p.name for p in expand_inputs([tmp_path / "data"])] == [
+        "cot-00000-of-00002.parquet", "cot-00001-of-00002.parquet", "notes.jsonl", "tir-00000-of-00001.parquet"]
+    with pytest.raises(ConversionError, match="matches no file"):
+        expand_inputs([tmp_path / "data" / "gen-*.parquet"])
+    with pytest.raises(ConversionError, match="no such file"):
+        expand_inputs([tmp_path / "missing.jsonl"])

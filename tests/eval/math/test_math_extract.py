@@ -88,6 +88,9 @@ def test_strip_boxed_keeps_content_and_text_around():
         ("Answer: 3\nmore thinking\nAnswer: 4", "4", ANSWER_LINE),
         ("Natalia sold 48/2 = 24 clips.\n#### 72", "72", GSM8K),
         ("#### 1,000", "1,000", GSM8K),
+        ("#### -$5.50", "-$5.50", GSM8K),
+        ("#### Step 1: add\n3 + 4 = 7", None, NONE),  # a markdown heading, not an answer
+        ("#### 7\n#### Summary", "7", GSM8K),
         (r"Answer: 5 but boxed \boxed{6}", "6", BOXED),  # a box wins over an answer line
         ("I think it is 5.", None, NONE),
         ("", None, NONE),

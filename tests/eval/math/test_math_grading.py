@@ -29,6 +29,7 @@ EQUIVALENT = [
     # percentages, units, degrees, currency
     ("50", r"50\%"), (r"50\%", "50"), ("5", r"5\text{ cm}"), (r"5 \text{ cm}", "5"), (r"90^\circ", "90"),
     ("90", r"90^{\circ}"), (r"\$5", "5"), ("5", r"\$5.00"), ("12", r"12 \text{ inches}^2"), ("30", "30°"),
+    ("1000", "$1,000"), ("-5.5", "-$5.50"),
     # sets (unordered), lists of solutions
     (r"\{1,2\}", r"\{2,1\}"), ("1,2", "2, 1"), (r"\{1,2,3\}", r"\{3,2,1\}"), ("-2, 3", "3, -2"),
     # intervals and tuples
@@ -156,8 +157,9 @@ def test_pathological_inputs_bounded_from_threads():
         assert not any(r.correct for r in slow)
         assert any(r.timed_out and r.reason == "timeout" for r in slow)
         assert max(r.seconds for r in results) <= bound + 0.5
-        # 4 slow samples on 2 workers: about 2 bounds, plus worker start-up
-        assert wall < 4 * bound + 5
+        # 4 slow samples on 2 workers: about 2 bounds, plus worker start-up (slow on a loaded box);
+        # without a bound 10^{10^{10}} alone runs past 20 s (seen with math-verify 0.9.0)
+        assert wall < 30
 
 
 def test_one_sample_helper():

@@ -96,8 +96,10 @@ def test_workers_that_cannot_start_raise(tasks_module):
 
 def test_pool_is_reused_and_close_stops_workers(tasks_module):
     pool = BoundedPool(f"{tasks_module}:pid", workers=2, timeout_s=5)
-    pids = {r.value for r in pool.map([(i,) for i in range(50)])}
-    assert pids == {r.value for r in pool.map([(i,) for i in range(50)])}
+    first = {r.value for r in pool.map([(i,) for i in range(50)])}
+    worker_pids = {w.proc.pid for w in pool._workers}
+    second = {r.value for r in pool.map([(i,) for i in range(50)])}
+    assert first <= worker_pids and second <= worker_pids and pool.replaced == 0
     procs = [w.proc for w in pool._workers]
     pool.close()
     assert all(p.poll() is not None for p in procs)
@@ -112,3 +114,13 @@ def test_runs_from_threads(tasks_module):
         outcomes = list(ex.map(run, range(3)))
     for results in outcomes:
         assert results[0].timed_out and results[1].value == "slept"
+
+
+def test_interrupted_map_leaves_no_stale_results(tasks_module):
+    def boom(index, result):
+        raise KeyboardInterrupt
+
+    with BoundedPool(f"{tasks_module}:square", workers=2, timeout_s=5, chunk_size=8) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            pool.map([(i,) for i in range(100)], on_result=boom)
+        assert [r.value for r in pool.map([(i,) for i in range(30)])] == [i * i for i in range(30)]

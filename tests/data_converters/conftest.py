@@ -1,11 +1,14 @@
-"""Fixture writers shared by the converter tests (inputs are built in code, never downloaded)."""
+"""Fixture writers/readers shared by the converter tests (inputs are built in code, never
+downloaded). Exposed as fixtures: with ``--import-mode=importlib`` test folders are not on sys.path."""
 import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-def write_jsonl(path: Path, rows, raw_lines=()) -> Path:
+
+def _write_jsonl(path: Path, rows, raw_lines=()) -> Path:
     """JSONL of ``rows``; ``raw_lines`` (str or bytes) are appended verbatim, one per line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
@@ -15,13 +18,36 @@ def write_jsonl(path: Path, rows, raw_lines=()) -> Path:
             fh.write((line.encode() if isinstance(line, str) else line) + b"\n")
     return path
 
-def write_parquet(path: Path, rows, row_group_size: int | None = None, schema=None) -> Path:
+
+def _write_parquet(path: Path, rows, row_group_size: int | None = None, schema=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_size)
     return path
 
-def read_rows(path: Path) -> list[dict]:
+
+def _read_rows(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
-def read_jsonl(path: Path) -> list[dict]:
+
+def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def write_jsonl():
+    return _write_jsonl
+
+
+@pytest.fixture
+def write_parquet():
+    return _write_parquet
+
+
+@pytest.fixture
+def read_rows():
+    return _read_rows
+
+
+@pytest.fixture
+def read_jsonl():
+    return _read_jsonl

@@ -1,0 +1,242 @@
+"""``server`` backend: an SGLang (or any OpenAI-compatible) server over HTTP.
+
+``/v1/chat/completions`` for chat (the server applies the chat template), ``/v1/completions`` for raw
+text. At most ``max_concurrency`` requests in flight (the server batches them); connection errors,
+timeouts and 5xx answers are retried with exponential backoff, 4xx answers fail at once with the
+server's message. With ``model_path`` set, the backend launches and owns a local SGLang server
+(``managed_server``) and stops it on ``close()``.
+
+CLI (smoke test of a managed server, used by ``scripts/sglang_cpu_venv.sh --smoke``):
+``python -m eval.backends.openai_server smoke --model-path DIR [--python VENV/bin/python]``
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from typing import Any
+
+from eval.backends.base import Generation, SamplingParams, build_generation
+from eval.backends.managed_server import LaunchSpec, ManagedServer, port_is_free
+
+logger = logging.getLogger(__name__)
+
+_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content")
+
+
+class ServerError(RuntimeError):
+    """A request failed for good (after retries, or a 4xx answer); the message has the server's text."""
+
+
+class _Retryable(Exception):
+    pass
+
+
+class OpenAIServerBackend:
+    """Client of ``base_url`` (e.g. ``http://127.0.0.1:30000``), or of a server it launches when
+    ``model_path`` is given (``python``: the SGLang venv's interpreter; ``launch``: more LaunchSpec
+    fields such as ``device``, ``port``, ``log_path``, ``extra_args``)."""
+
+    name = "server"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        max_concurrency: int = 16,
+        timeout_s: float = 600.0,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        top_logprobs: int = 5,
+        chat_template_kwargs: dict | None = None,
+        model_path: str | None = None,
+        python: str | None = None,
+        launch: dict | None = None,
+    ):
+        if (base_url is None) == (model_path is None):
+            raise ServerError("server backend: give exactly one of base_url (a running server) or model_path "
+                              "(launch one)")
+        if max_concurrency < 1 or retries < 0:
+            raise ServerError(f"server backend: need max_concurrency >= 1 and retries >= 0, got "
+                              f"{max_concurrency} and {retries}")
+        self.server: ManagedServer | None = None
+        if model_path is not None:
+            self.server = ManagedServer(LaunchSpec(model_path=str(model_path), python=str(python or ""),
+                                                   **(launch or {})))
+            base_url = self.server.base_url
+        self.base_url = str(base_url).rstrip("/")
+        if self.base_url.endswith("/v1"):
+            self.base_url = self.base_url[:-3]
+        self.model = model
+        self.max_concurrency, self.timeout_s = max_concurrency, timeout_s
+        self.retries, self.backoff_s, self.top_logprobs = retries, backoff_s, top_logprobs
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None
+        self._sem: asyncio.Semaphore | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _bind_loop(self) -> None:
+        """httpx clients and semaphores belong to one event loop; make fresh ones for a new loop."""
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s, limits=limits)
+            self._sem = asyncio.Semaphore(self.max_concurrency)
+
+    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        import httpx
+
+        self._bind_loop()
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                logger.warning("%s %s failed (%s); retry %d/%d in %.1f s", method, path, last, attempt,
+                               self.retries, delay)
+                await asyncio.sleep(delay)
+            try:
+                async with self._sem:
+                    resp = await self._client.request(method, path, json=body)
+                if resp.status_code >= 500:
+                    raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:300]}")
+                if resp.status_code >= 400:
+                    raise ServerError(f"{method} {self.base_url}{path} -> HTTP {resp.status_code}: {resp.text[:500]}")
+                data = resp.json()
+                choice = (data.get("choices") or [{}])[0] if isinstance(data, dict) else {}
+                if choice.get("finish_reason") == "abort":
+                    raise _Retryable(f"request aborted by the server: {choice}")
+                return data
+            except (httpx.TransportError, _Retryable) as e:  # connect/read errors, timeouts, 5xx
+                last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            except ValueError as e:
+                raise ServerError(f"{method} {self.base_url}{path}: answer is not JSON ({e})") from e
+        raise ServerError(f"{method} {self.base_url}{path} failed after {self.retries + 1} attempts: {last}")
+
+    async def model_name(self) -> str:
+        """The ``model`` given, else the first one ``/v1/models`` lists."""
+        if self.model is None:
+            data = await self._request("GET", "/v1/models")
+            models = [m.get("id") for m in data.get("data", []) if m.get("id")]
+            if not models:
+                raise ServerError(f"{self.base_url}/v1/models lists no model; pass model=NAME")
+            self.model = models[0]
+        return self.model
+
+    def _sampling_body(self, params: SamplingParams) -> dict:
+        body: dict[str, Any] = {"max_tokens": params.max_new_tokens}
+        if params.sampling:
+            body.update(temperature=params.temperature, top_p=params.top_p)
+        else:
+            body.update(temperature=0.0, top_p=1.0)
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        return body
+
+    # -- Backend ----------------------------------------------------------------------------------
+    async def chat(self, messages: list[dict], params: SamplingParams) -> Generation:
+        body = {"model": await self.model_name(), **self._sampling_body(params),
+                "messages": [{k: m[k] for k in _MESSAGE_KEYS if m.get(k) is not None} for m in messages]}
+        if self.chat_template_kwargs:
+            body["chat_template_kwargs"] = self.chat_template_kwargs
+        if params.logprobs:
+            body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        data = await self._request("POST", "/v1/chat/completions", body)
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        steps = None
+        if params.logprobs and choice.get("logprobs"):
+            steps = [[t["logprob"] for t in (step.get("top_logprobs") or [step])]
+                     for step in choice["logprobs"].get("content") or []]
+        meta = {k: v for k, v in (("matched_stop", choice.get("matched_stop")),
+                                  ("reasoning_content", message.get("reasoning_content"))) if v is not None}
+        return build_generation(message.get("content") or "", choice.get("finish_reason"),
+                                (data.get("usage") or {}).get("completion_tokens"), params, steps, meta)
+
+    async def complete(self, prompt: str, params: SamplingParams) -> Generation:
+        body = {"model": await self.model_name(), "prompt": prompt, **self._sampling_body(params)}
+        if params.logprobs:
+            body["logprobs"] = self.top_logprobs
+        data = await self._request("POST", "/v1/completions", body)
+        choice = data["choices"][0]
+        steps = None
+        if params.logprobs and choice.get("logprobs"):
+            steps = [list(top.values()) for top in choice["logprobs"].get("top_logprobs") or [] if top]
+        meta = {"matched_stop": choice["matched_stop"]} if choice.get("matched_stop") is not None else {}
+        return build_generation(choice.get("text") or "", choice.get("finish_reason"),
+                                (data.get("usage") or {}).get("completion_tokens"), params, steps, meta)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.aclose()
+            except RuntimeError:  # created on an event loop that is gone
+                pass
+            self._client, self._loop = None, None
+        if self.server is not None:
+            await asyncio.to_thread(self.server.close)
+            self.server = None
+
+
+async def _smoke(backend: OpenAIServerBackend) -> list[Generation]:
+    greedy = SamplingParams(max_new_tokens=24)
+    return [
+        await backend.chat([{"role": "user", "content": "What is 2+3?"}], greedy),
+        await backend.complete("The capital of France is", SamplingParams(max_new_tokens=16, stop=("\n", "."))),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.backends.openai_server",
+        description="Smoke-test a managed SGLang server: launch, /health, one chat and one completion, stop.\n"
+        "Example: python -m eval.backends.openai_server smoke --model-path $(python -m verl_ext.assets smollm2)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["smoke"])
+    parser.add_argument("--model-path", required=True, help="HF model folder to serve")
+    parser.add_argument("--python", default="", help="the SGLang venv's python (default: $SGLANG_VENV or "
+                        ".cache/sglang-venv)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--startup-timeout", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
+    start = time.monotonic()
+    try:
+        backend = OpenAIServerBackend(model_path=args.model_path, python=args.python or None,
+                                      launch={"device": args.device, "startup_timeout_s": args.startup_timeout})
+    except Exception as e:  # noqa: BLE001 - CLI: one line, no traceback
+        print(f"error: {e}")
+        return 1
+    port = backend.server.port if backend.server else 0
+    print(f"healthy after {time.monotonic() - start:.1f} s at {backend.base_url}")
+
+    async def run() -> list[Generation]:
+        try:
+            return await _smoke(backend)
+        finally:
+            await backend.close()
+
+    try:
+        chat, completion = asyncio.run(run())
+    except ServerError as e:
+        print(f"error: {e}")
+        return 1
+    print(f"chat: {chat.text!r} ({chat.num_tokens} tokens, {chat.finish_reason})")
+    print(f"completion: {completion.text!r} ({completion.num_tokens} tokens, {completion.finish_reason})")
+    if not chat.text.strip() or not port_is_free(port):
+        print("error: empty chat answer" if not chat.text.strip() else f"error: port {port} still in use")
+        return 1
+    print(f"ok: server stopped, port {port} free ({time.monotonic() - start:.1f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""The server backend against a fake OpenAI server on 127.0.0.1 (no SGLang needed)."""
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import FakeOpenAI  # noqa: E402
+
+from eval.backends import make_backend  # noqa: E402
+from eval.backends.base import SamplingParams  # noqa: E402
+from eval.backends.managed_server import free_port  # noqa: E402
+from eval.backends.openai_server import ServerError  # noqa: E402
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def _posts(fake):
+    return [(p, b) for p, b in fake.requests if b is not None]
+
+
+async def _call(backend, method, *args):
+    try:
+        return await getattr(backend, method)(*args)
+    finally:
+        await backend.close()
+
+
+def test_chat_request_and_answer():
+    with FakeOpenAI(text="The answer is 5") as fake:
+        backend = make_backend("server", base_url=fake.url + "/v1", chat_template_kwargs={"enable_thinking": False})
+        messages = [{"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "2+3?", "loss": False}]
+        params = SamplingParams(max_new_tokens=20, stop=("\n",), seed=7, logprobs=True)
+        g = run(_call(backend, "chat", messages, params))
+        assert fake.requests[0] == ("/v1/models", None)  # model name discovered once
+        path, body = _posts(fake)[0]
+        assert path == "/v1/chat/completions"
+        assert body["model"] == "fake-model" and body["max_tokens"] == 20
+        assert body["temperature"] == 0.0 and body["stop"] == ["\n"] and body["seed"] == 7
+        assert body["logprobs"] is True and body["top_logprobs"] == 5
+        assert body["chat_template_kwargs"] == {"enable_thinking": False}
+        assert body["messages"][1] == {"role": "user", "content": "2+3?"}  # our loss flag stays home
+        assert (g.text, g.num_tokens, g.finish_reason) == ("The answer is 5", 2, "stop")
+        assert g.entropy == pytest.approx(math.log(2) / 2)  # steps: {0.5, 0.5} and {1.0}
+
+
+def test_completion_sampling_length_and_client_side_stop():
+    with FakeOpenAI(text="Paris. And more") as fake:
+        backend = make_backend("server", base_url=fake.url, model="given")
+        params = SamplingParams(max_new_tokens=2, temperature=0.8, top_p=0.9, stop=".", logprobs=True)  # one string, not characters
+        g = run(_call(backend, "complete", "The capital of France is", params))
+        assert all(p != "/v1/models" for p, _ in fake.requests)
+        path, body = _posts(fake)[0]
+        assert path == "/v1/completions" and body["model"] == "given" and body["prompt"].startswith("The capital")
+        assert body["temperature"] == 0.8 and body["top_p"] == 0.9 and body["logprobs"] == 5
+        assert g.text == "Paris" and g.finish_reason == "stop" and g.meta["matched_stop"] == "."
+        assert g.entropy == pytest.approx(math.log(2) / 2)
+        g = run(_call(make_backend("server", base_url=fake.url, model="m"), "complete", "x", SamplingParams(max_new_tokens=2)))
+        assert g.finish_reason == "length" and g.text == "Paris. And more"
+
+
+def test_retries_5xx_then_succeeds():
+    with FakeOpenAI(fail_first=2) as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", retries=3, backoff_s=0.01)
+        g = run(_call(backend, "complete", "x", SamplingParams()))
+        assert g.text == "Hello world" and len(_posts(fake)) == 3
+
+
+def test_gives_up_after_retries_with_the_last_error():
+    with FakeOpenAI(fail_first=10) as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", retries=2, backoff_s=0.01)
+        with pytest.raises(ServerError, match="after 3 attempts.*HTTP 503.*scripted failure 3"):
+            run(_call(backend, "complete", "x", SamplingParams()))
+        assert len(_posts(fake)) == 3
+
+
+def test_4xx_is_not_retried():
+    with FakeOpenAI(fail_first=5, fail_status=400) as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", retries=3, backoff_s=0.01)
+        with pytest.raises(ServerError, match="HTTP 400.*scripted failure 1"):
+            run(_call(backend, "chat", [{"role": "user", "content": "x"}], SamplingParams()))
+        assert len(_posts(fake)) == 1
+
+
+def test_timeout_is_retried():
+    with FakeOpenAI(delay_s=1.0, delay_first=1) as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", timeout_s=0.3, retries=1, backoff_s=0.01)
+        assert run(_call(backend, "complete", "x", SamplingParams())).text == "Hello world"
+    with FakeOpenAI(delay_s=1.0) as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", timeout_s=0.2, retries=1, backoff_s=0.01)
+        with pytest.raises(ServerError, match="Timeout"):
+            run(_call(backend, "complete", "x", SamplingParams()))
+
+
+def test_connection_refused_is_retried_then_reported():
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    backend = make_backend("server", base_url=url, model="m", retries=2, backoff_s=0.01)
+    with pytest.raises(ServerError, match="after 3 attempts.*ConnectError"):
+        run(_call(backend, "complete", "x", SamplingParams()))
+
+
+def test_concurrency_limit():
+    with FakeOpenAI(delay_s=0.15) as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", max_concurrency=2)
+
+        async def go():
+            try:
+                return await asyncio.gather(*[backend.complete(f"p{i}", SamplingParams()) for i in range(6)])
+            finally:
+                await backend.close()
+
+        out = run(go())
+        assert len(out) == 6 and fake.max_in_flight == 2
+
+
+def test_no_models_listed_and_bad_settings():
+    with FakeOpenAI(models=()) as fake:
+        with pytest.raises(ServerError, match="lists no model"):
+            run(_call(make_backend("server", base_url=fake.url), "complete", "x", SamplingParams()))
+    with pytest.raises(ServerError, match="exactly one of base_url"):
+        make_backend("server")
