@@ -7,6 +7,7 @@ Delete a patch when upstream fixes the bug it works around.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from datetime import timedelta
@@ -92,6 +93,21 @@ def register_cpu_engines() -> None:
             if "cpu" not in EngineRegistry._engines.get(model_type, {}).get(backend, {}):
                 EngineRegistry.register(model_type=model_type, backend=backend, device="cpu")(cls)
     _applied.append("cpu_engines")
+
+
+@contextlib.contextmanager
+def sft_tracking(make_class):
+    """verl's ``SFTTrainer.fit`` builds its ``Tracking`` inline and logs ``val/loss`` from a dict it
+    builds inline: no hook for extra validation metrics. Within ``fit`` only, swap the class the
+    trainer module looks up for ``make_class(Tracking)`` (a subclass that adds ``val-gen/*``)."""
+    import verl.trainer.sft_trainer as sft
+
+    original = sft.Tracking
+    sft.Tracking = make_class(original)
+    try:
+        yield
+    finally:
+        sft.Tracking = original
 
 
 def apply(cpu: bool) -> tuple[str, ...]:

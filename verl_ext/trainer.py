@@ -74,23 +74,34 @@ def _trainer_class():
         def _init_engine(self):
             with self.stages.stage("model load + FSDP wrap + optimizer"):
                 super()._init_engine()
-            self._wrap_first_step()
+            self._wrap_train_batch()
 
         def _build_ckpt_handler(self):
             with self.stages.stage("checkpoint handler + resume"):
                 super()._build_ckpt_handler()
 
-        def _wrap_first_step(self):
+        def _wrap_train_batch(self):
+            """Time the first step; count steps (generation eval labels its files with them)."""
             client = self.training_client
             original = client.train_batch
-            stages = self.stages
+            self.global_step_seen = 0
 
             def train_batch(*args, **kwargs):
-                client.train_batch = original
-                with stages.stage("first step"):
-                    return original(*args, **kwargs)
+                self.global_step_seen = max(self.global_step_seen, self.resume_global_step) + 1
+                if self.global_step_seen == self.resume_global_step + 1:
+                    with self.stages.stage("first step"):
+                        return original(*args, **kwargs)
+                return original(*args, **kwargs)
 
             client.train_batch = train_batch
+
+        def fit(self):
+            from verl_ext import gen_eval, patches
+
+            if not gen_eval.attach(self):
+                return super().fit()
+            with patches.sft_tracking(lambda base: gen_eval.tracking_class(self, base)):
+                return super().fit()
 
     return VerlExtSFTTrainer
 

@@ -12,6 +12,7 @@ from eval.textcraft.agent import (
     FAILURE_UNPARSEABLE,
     ContextFullError,
     ExpertBackend,
+    is_context_error,
     run_episode,
 )
 from eval.textcraft.env import make_task, task_at
@@ -94,6 +95,12 @@ def test_context_overflow_ends_the_episode():
     backend = Scripted("> get 1 oak logs", fail_at=2)
     r = run(run_episode(backend, make_task("minecraft:dark_oak_sign", 1), "adapt", P, max_rounds=10))
     assert r.failure == FAILURE_CONTEXT and r.steps == 2
+
+
+def test_context_errors_are_recognised_by_message():
+    assert is_context_error(RuntimeError("HTTP 400: This model's maximum context length is 8192 tokens"))
+    assert is_context_error(ContextFullError("x"))
+    assert not is_context_error(RuntimeError("request timed out after 600 s"))
 
 
 def test_other_backend_errors_propagate():

@@ -1,0 +1,210 @@
+"""Generation evaluation during SFT: at each validation step, generate with the current weights on
+a fixed math subset, grade, and log ``val-gen/*`` next to verl's ``val/loss``.
+
+verl's SFT trainer validates on loss only. Turned on with ``gen_eval.enable=true`` (needs
+``data.val_files``: validation steps drive it). Every rank generates its share of the prompts with
+the FSDP-wrapped model (``synced_gpus`` keeps the sharded forwards in lockstep); rank 0 grades with
+``eval.math.grading`` and hands the metrics to verl's tracker (console, file, tensorboard, wandb,
+mlflow), with a table of sample generations where the logger has one and a JSONL file per step.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, fields
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenEvalConfig:
+    enable: bool = False
+    data_path: str | None = None  # Parquet/JSONL of problems with answers; None = the bundled set
+    num_samples: int = 16  # fixed subset: the first N problems
+    max_new_tokens: int = 256
+    prompt_template: str | None = None  # None = data.prompt_template, else the Qwen boxed suffix
+    system_prompt: str | None = None  # None = data.system_prompt
+    enable_thinking: bool | None = None
+    batch_size: int = 8
+
+    @classmethod
+    def from_config(cls, config) -> "GenEvalConfig":
+        node = config.get("gen_eval") or {}
+        values = {f.name: node.get(f.name) for f in fields(cls) if node.get(f.name) is not None}
+        data = config.get("data") or {}
+        values.setdefault("prompt_template", data.get("prompt_template"))
+        values.setdefault("system_prompt", data.get("system_prompt"))
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def build_prompts(cfg: GenEvalConfig, tokenizer) -> tuple[list[str], list]:
+    """Chat-templated prompts (with generation prompt) and the problems they come from."""
+    from eval.math.problems import load_problems
+    from eval.math.prompts import DEFAULT_TEMPLATE, render_prompt
+
+    problems = load_problems(cfg.data_path)[: cfg.num_samples]
+    template = cfg.prompt_template or DEFAULT_TEMPLATE
+    kwargs = {} if cfg.enable_thinking is None else {"enable_thinking": cfg.enable_thinking}
+    prompts = []
+    for p in problems:
+        messages = ([{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []) + [
+            {"role": "user", "content": render_prompt(template, p.problem)}
+        ]
+        prompts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs))
+    return prompts, problems
+
+
+@torch.no_grad()
+def generate_shard(module, tokenizer, prompts: list[str], cfg: GenEvalConfig, device) -> list[tuple[str, int]]:
+    """Greedy generation of this rank's prompts; every rank runs the same number of batches."""
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    mine = list(range(rank, len(prompts), world))
+    n_batches = -(-((len(prompts) + world - 1) // world) // cfg.batch_size)
+    pad_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    eos = [t for t in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} if isinstance(t, int) and t >= 0]
+    outputs: list[tuple[str, int]] = []
+    try:
+        for b in range(n_batches):
+            idx = mine[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            real = bool(idx)
+            idx = idx or [0]  # a rank with no work left still steps, in lockstep with the others
+            batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            out = module.generate(
+                **{k: v.to(device) for k, v in batch.items()},
+                max_new_tokens=cfg.max_new_tokens,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=tokenizer.pad_token_id,
+                synced_gpus=world > 1,
+            )
+            new = out[:, batch["input_ids"].shape[1] :]
+            for row in new if real else []:
+                ids = [t for t in row.tolist() if t != tokenizer.pad_token_id]
+                outputs.append((tokenizer.decode(ids, skip_special_tokens=True), len(ids)))
+    finally:
+        tokenizer.padding_side = pad_side
+    return outputs
+
+
+def run_gen_eval(trainer) -> dict[str, float]:
+    """Collective: all ranks call it; rank 0 returns the metrics (others an empty dict)."""
+    from verl.utils.ulysses import get_ulysses_sequence_parallel_group, set_ulysses_sequence_parallel_group
+
+    cfg: GenEvalConfig = trainer._gen_eval_cfg
+    module = trainer.engine.module
+    tokenizer = trainer.model_config.tokenizer
+    prompts, problems = trainer._gen_eval_prompts
+    sp_group = get_ulysses_sequence_parallel_group()
+    set_ulysses_sequence_parallel_group(None)  # generation is plain data parallel over all ranks
+    was_training = module.training
+    module.eval()
+    try:
+        device = next(module.parameters()).device
+        local = generate_shard(module, tokenizer, prompts, cfg, device)
+    finally:
+        module.train(was_training)
+        set_ulysses_sequence_parallel_group(sp_group)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    gathered = [None] * world
+    if world > 1:
+        dist.all_gather_object(gathered, local)
+    else:
+        gathered = [local]
+    if (dist.get_rank() if dist.is_initialized() else 0) != 0:
+        return {}
+    outputs: list = [None] * len(prompts)
+    for r, part in enumerate(gathered):
+        for j, item in enumerate(part):
+            outputs[r + j * world] = item
+    return _grade(trainer, cfg, prompts, problems, outputs)
+
+
+def _grade(trainer, cfg, prompts, problems, outputs) -> dict[str, float]:
+    from eval.math.grading import grade_many
+    from eval.math.metrics import format_ok
+
+    texts = [o[0] for o in outputs]
+    results = grade_many([(t, p.answer) for t, p in zip(texts, problems)], timeout_s=5.0)
+    n = len(texts)
+    metrics = {
+        "val-gen/accuracy": sum(r.correct for r in results) / n,
+        "val-gen/format_rate": sum(format_ok(t, expect_think=bool(cfg.enable_thinking)) for t in texts) / n,
+        "val-gen/response_length": sum(o[1] for o in outputs) / n,
+    }
+    step = trainer.global_step_seen
+    samples = [(prompts[i], texts[i], float(results[i].correct)) for i in range(n)]
+    trainer._gen_eval_samples = samples
+    out_dir = os.path.join(os.path.expanduser(str(trainer.config.trainer.default_local_dir)), "gen_eval")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"step_{step}.jsonl")
+    with open(path + ".tmp", "w") as f:
+        for p, (text, ntok), r in zip(problems, outputs, results):
+            f.write(json.dumps({"id": p.id, "answer": p.answer, "response": text, "tokens": ntok,
+                                "correct": r.correct, "extracted": r.extracted, "reason": r.reason}) + "\n")
+    os.replace(path + ".tmp", path)
+    logger.warning("[verl-ext] gen-eval step %d: %s (samples: %s)", step, metrics, path)
+    return metrics
+
+
+class _ValLoaderWithGenEval:
+    """The validation loader verl iterates; when it is exhausted, run generation eval."""
+
+    def __init__(self, inner, trainer):
+        self.inner, self.trainer = inner, trainer
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __iter__(self):
+        yield from self.inner
+        self.trainer._gen_eval_pending = run_gen_eval(self.trainer)
+
+
+def tracking_class(trainer, base):
+    """verl's ``Tracking`` whose val-loss log also carries the pending ``val-gen/*`` metrics."""
+
+    class GenEvalTracking(base):
+        def log(self, data, step, *args, **kwargs):
+            pending = getattr(trainer, "_gen_eval_pending", None)
+            if pending and "val/loss" in data:
+                data = {**data, **pending}
+                trainer._gen_eval_pending = None
+                self._log_samples(step)
+            return super().log(data, step, *args, **kwargs)
+
+        def _log_samples(self, step):
+            samples = getattr(trainer, "_gen_eval_samples", None)
+            if not samples:
+                return
+            try:
+                from verl.utils.tracking import ValidationGenerationsLogger
+
+                ValidationGenerationsLogger(trainer.config.trainer.project_name, trainer.config.trainer.experiment_name).log(
+                    list(trainer.config.trainer.logger), samples[:8], step
+                )
+            except Exception as e:  # a table is a nicety; metrics are already logged
+                logger.warning("[verl-ext] could not log the generation table: %s", e)
+
+    return GenEvalTracking
+
+
+def attach(trainer) -> bool:
+    """Wire generation eval into a built verl SFTTrainer; no-op when disabled."""
+    cfg = GenEvalConfig.from_config(trainer.config)
+    if not cfg.enable:
+        return False
+    if trainer.val_dataloader is None:
+        raise ValueError("gen_eval.enable=true needs data.val_files: generation eval runs at validation steps")
+    trainer._gen_eval_cfg = cfg
+    trainer._gen_eval_prompts = build_prompts(cfg, trainer.model_config.tokenizer)
+    trainer._gen_eval_pending = None
+    trainer.val_dataloader = _ValLoaderWithGenEval(trainer.val_dataloader, trainer)
+    return True
