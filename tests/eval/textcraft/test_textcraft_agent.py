@@ -110,3 +110,16 @@ def test_other_backend_errors_propagate():
 
     with pytest.raises(ConnectionError):
         run(run_episode(Broken(), make_task("minecraft:dark_oak_sign", 1), "adapt", P))
+
+
+def test_turn_prompt_style_opens_like_agentgym_trajectories():
+    backend = Scripted("Thought:\nx\n\nAction:\nget 1 oak logs")
+    run(run_episode(backend, make_task("minecraft:dark_oak_sign", 1), "agentgym", P, max_rounds=1, prompt_style="turn"))
+    first = backend.calls[0]
+    assert [m["role"] for m in first] == ["user", "assistant", "user"]
+    assert first[0]["content"].startswith("You are crafting items") and first[1]["loss"] is False
+    assert first[2]["content"].startswith("Crafting commands:\n")
+    r = run(run_episode(ExpertBackend("adapt"), task_at("agentgym", 200), "adapt", P, prompt_style="turn"))
+    assert r.success
+    with pytest.raises(ValueError, match="system, turn"):
+        run(run_episode(backend, make_task("minecraft:stick", 1), "adapt", P, prompt_style="chat"))

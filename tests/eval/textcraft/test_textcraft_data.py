@@ -62,3 +62,13 @@ def test_expert_trajectory_messages_alternate():
     assert contents[2].startswith("Thought:\nTo craft dark oak sign, I need 6 dark oak planks, 1 stick.")
     assert contents[3] == "Got 2 dark oak logs"
     assert contents[-1].endswith("Action:\ncraft 3 dark oak sign using 6 dark oak planks, 1 stick")
+
+
+def test_turn_prompt_style_rows(tmp_path):
+    out = tmp_path / "turn"
+    assert main(["--out", str(out), "--goal-list", "adapt", "--test-ratio", "0.1", "--prompt-style", "turn"]) == 0
+    row = pq.read_table(out / "test.parquet").to_pylist()[0]
+    roles = [m["role"] for m in row["messages"]]
+    assert roles[:3] == ["user", "assistant", "user"] and row["messages"][1]["loss"] is False
+    assert all(m["loss"] is None for m in row["messages"][2:])
+    assert row["num_turns"] == roles.count("assistant") - 1

@@ -94,7 +94,11 @@ def test_cli(tmp_path, capsys):
     assert main(["backend.name=hf", "format=react", f"out_dir={out}-2"]) == 2
     err = capsys.readouterr().err
     assert "format='react'" in err and "backend.model_path" in err
-    assert main(["goals=[dark oak sign,stick]", "backend.name=expert", "progress=false", f"out_dir={out}-3"]) == 0
+    assert main(["goals=[dark oak sign,stick]", "backend.name=expert", "prompt_style=turn", "progress=false",
+                 f"out_dir={out}-3"]) == 0
+    assert '"success_rate": 1.0' in capsys.readouterr().out
+    assert main(["prompt_style=chat", "backend.name=expert", f"out_dir={out}-4"]) == 2
+    assert "prompt_style='chat'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -147,6 +147,17 @@ def test_response_length_cuts_before_a_reply_and_logprobs_align(tokenizer):
     assert all((lp == -0.5) == (m == 1) for lp, m in zip(out.response_logprobs, out.response_mask))
 
 
+def test_turn_prompt_style(tokenizer):
+    task = make_task("minecraft:stick", seed=0)
+    turns = get_format("agentgym").expert_turns(task.observation)
+    row = rl_row(task, "agentgym", prompt_style="turn")
+    out = play(tokenizer, FakeServer(tokenizer, turns), row)
+    assert out.reward_score == 1.0
+    assert tokenizer.decode(out.prompt_ids) == tokenizer.apply_chat_template(
+        row["prompt"], tokenize=False, add_generation_prompt=True)
+    assert [m["role"] for m in row["prompt"]] == ["user", "assistant", "user"]
+
+
 def test_row_without_goal_is_an_error(tokenizer):
     with pytest.raises(TextCraftRowError, match="extra_info.goal"):
         play(tokenizer, FakeServer(tokenizer, ["x"]), {"raw_prompt": [], "extra_info": {}})

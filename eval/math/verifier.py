@@ -1,0 +1,52 @@
+"""math-verify on two answer strings, with its signal-based timeouts off (worker side).
+
+Runs inside ``BoundedPool`` workers, which bound the time; math-verify's own ``signal.alarm``
+timeouts raise ``ValueError`` off the main thread (0.9.0), so they are disabled here. Importing
+this module imports SymPy (~1 s): the parent process never needs to.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+# "Timeout is disabled ..." is logged once per process; it is deliberate here
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+_CONFIG = (LatexExtractionConfig(), ExprExtractionConfig())
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def parse_answer(answer: str) -> list:
+    """SymPy forms of one extracted answer string (``[]`` when math-verify finds nothing)."""
+    s = _UNESCAPED_DOLLAR.sub("", answer).strip()
+    if not s:
+        return []
+    parsed = parse(f"${s}$", extraction_config=_CONFIG, parsing_timeout=None)
+    if not parsed:
+        parsed = parse(f"\\boxed{{{s}}}", extraction_config=_CONFIG, parsing_timeout=None)
+    return parsed
+
+
+def verify_strings(gold: str, pred: str) -> bool:
+    """math-verify's verdict, gold first (its comparison is asymmetric)."""
+    g = parse_answer(gold)
+    p = parse_answer(pred)
+    if not g or not p:
+        return False
+    return bool(verify(g, p, timeout_seconds=None))
+
+
+# one pair per kind of comparison: the first of each kind costs 0.1-0.8 s (parser and SymPy set-up)
+_WARM_UP = (("(4,12)", "[4, 12]"), ("x^2+8x+16", "(x+4)^2"), (r"\{15, 7\}", r"\{7, 15\}"), ("3", "x=3"),
+            (r"\frac{1}{2}", "0.5"), ("2i+3", "3+2i"), (r"2\pi", r"\pi \cdot 2"), (r"\sqrt{12}", r"2\sqrt{3}"),
+            ("50", r"50\%"), (r"\begin{pmatrix}1\\2\end{pmatrix}", r"\begin{pmatrix}1\\2\end{pmatrix}"),
+            (r"\text{(A)}", "A"), ("x>2", r"(2,\infty)"))
+
+
+def warm_up() -> None:
+    """Run each kind of comparison once, so a worker's first real samples are not charged for it
+    (``BoundedPool`` runs this before the worker reports ready)."""
+    for gold, pred in _WARM_UP:
+        verify_strings(gold, pred)

@@ -1,0 +1,107 @@
+"""Each preflight check, tripped by a config, with the message it gives."""
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from verl_ext.preflight import check
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pf")
+    chat = [{"messages": [{"role": "user", "content": f"q{i} " * (3 + i)}, {"role": "assistant", "content": "a " * (2 + i)}]}
+            for i in range(40)]
+    pq.write_table(pa.Table.from_pylist(chat), d / "chat.parquet")
+    pq.write_table(pa.Table.from_pylist([{"problem": "p", "solution": "s"}] * 8), d / "cols.parquet")
+    return d
+
+
+def base(model, data, *extra):
+    """Defaults for a clean run; an extra with the same key replaces the default (extras may repeat)."""
+    defaults = [f"model.path={model}", f"data.train_files={data / 'chat.parquet'}", "data.train_batch_size=8",
+                "data.max_length=256", "trainer.n_gpus_per_node=2", f"trainer.default_local_dir={data / 'ck'}"]
+    given = {e.split("=", 1)[0] for e in extra}
+    return [d for d in defaults if d.split("=", 1)[0] not in given] + list(extra)
+
+
+def errors_of(args, nproc=None):
+    return check(args, nproc=nproc).errors
+
+
+def test_clean_config_passes_with_plan(tiny_model_dir, data):
+    r = check(base(tiny_model_dir, data, "trainer.total_epochs=2"))
+    assert r.ok, r.errors
+    assert r.plan.steps_per_epoch == 5 and r.plan.total_steps == 10
+    assert any("CPU platform" in n for n in r.notes)
+
+
+@pytest.mark.parametrize(
+    "extra, nproc, expect",
+    [
+        (["trainer.total_epochs=4", "trainer.total_epochs=15"], None, "trainer.total_epochs is given twice (trainer.total_epochs=4, then trainer.total_epochs=15)"),
+        (["data.train_batch_size=7"], None, "data.train_batch_size=7 is global and is split over 2 data-parallel ranks"),
+        (["data.use_dynamic_bsz=false", "data.micro_batch_size_per_gpu=3"], None, "not a multiple of data.micro_batch_size_per_gpu=3"),
+        (["engine.ulysses_sequence_parallel_size=3"], 2, "does not divide the 2 processes"),
+        (["engine.ulysses_sequence_parallel_size=3", "trainer.n_gpus_per_node=3", "data.train_batch_size=9"], 3, "does not divide num_attention_heads=4"),
+        (["engine.ulysses_sequence_parallel_size=2", "model.use_remove_padding=false"], None, "needs model.use_remove_padding=True"),
+        (["data.max_token_len_per_gpu=100"], None, "a full-length row cannot fit one micro batch"),
+        (["data.max_length=8"], None, "exceed data.max_length=8; with data.truncation=error"),
+        (["trainer.test_freq=5"], None, "data.val_files is not set"),
+        (["gen_eval.enable=true"], None, "gen_eval.enable=true needs data.val_files"),
+        (["trainer.resume_mode=resume_path", "trainer.resume_from_path=/nope/global_step_3"], None, "is not a folder"),
+        (["trainer.resume_mode=sometimes"], None, "trainer.resume_mode='sometimes'"),
+        (["data.dataset=fancy"], None, "data.dataset='fancy'"),
+        (["trainer.not_a_key=1"], None, "config does not compose"),
+    ],
+)
+def test_each_check_trips(tiny_model_dir, data, extra, nproc, expect):
+    errs = errors_of(base(tiny_model_dir, data, *extra), nproc)
+    assert any(expect in e for e in errs), errs
+
+
+def test_missing_file_and_schema_mismatch(tiny_model_dir, data):
+    errs = errors_of(base(tiny_model_dir, data, f"data.val_files={data / 'missing.parquet'}"))
+    assert any("missing.parquet does not exist" in e for e in errs)
+    errs = errors_of(base(tiny_model_dir, data, f"data.train_files={data / 'cols.parquet'}"))
+    assert any("cols.parquet, row 0: no 'messages' column" in e and "data.dataset=prompt_response" in e for e in errs)
+    ok = check(base(tiny_model_dir, data, f"data.train_files={data / 'cols.parquet'}", "data.dataset=prompt_response",
+                    "data.prompt_key=problem", "data.response_key=solution"))
+    assert ok.ok, ok.errors
+
+
+def test_truncation_share_is_a_note_when_truncating(tiny_model_dir, data):
+    r = check(base(tiny_model_dir, data, "data.max_length=40", "data.truncation=left"))
+    assert r.ok, r.errors
+    assert any("exceed data.max_length=40" in n and "truncated (left)" in n for n in r.notes)
+
+
+def test_gpu_only_options_fall_back_with_a_note(tiny_model_dir, data):
+    r = check(base(tiny_model_dir, data, "model.use_liger=true", "model.use_fused_kernels=true"))
+    assert r.ok, r.errors
+    assert any("use_liger=True" in n for n in r.notes) and any("use_fused_kernels" in n for n in r.notes)
+    assert r.config.model.use_liger is False
+
+
+def test_model_path_without_config(tmp_path, data):
+    errs = errors_of(base(tmp_path, data))
+    assert any("no config.json there" in e for e in errs)
+
+
+def test_checkpoint_dir_not_writable_and_disk_short(tiny_model_dir, data, tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if os.access(ro, os.W_OK):  # root ignores permission bits: simulate
+        monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(str(ro)) else True)
+    errs = errors_of(base(tiny_model_dir, data, f"trainer.default_local_dir={ro / 'ck'}"))
+    assert any("is not writable" in e for e in errs)
+    monkeypatch.undo()
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 1000))
+    errs = errors_of(base(tiny_model_dir, data, "trainer.save_freq=1"))
+    assert any("checkpoints need about" in e and "trainer.max_ckpt_to_keep" in e for e in errs)
