@@ -153,7 +153,8 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> list[tu
     from verl_ext import datasets
 
     cls = getattr(datasets, name, None) if str(config.data.custom_cls.get("path", "")).endswith("verl_ext.datasets") else None
-    if int(config.trainer.test_freq) > 0 and not config.data.val_files:
+    test_freq = config.trainer.test_freq
+    if (test_freq == "after_each_epoch" or int(test_freq) > 0) and not config.data.val_files:
         report.errors.append("trainer.test_freq > 0 but data.val_files is not set: verl would crash at the first test step")
     if config.get("gen_eval", {}).get("enable") and not config.data.val_files:
         report.errors.append("gen_eval.enable=true needs data.val_files (generation eval runs at validation steps)")

@@ -17,7 +17,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobDetails, JobSubmissionClient
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 STOPPED_EXIT = 130  # what a shell reports for a command ended by Ctrl-C
@@ -141,13 +144,14 @@ def exit_code(status: str, driver_exit_code: int | None) -> int:
     return driver_exit_code if isinstance(driver_exit_code, int) and driver_exit_code > 0 else 1
 
 
-async def _tail(client, job_id: str, out) -> None:
+async def _tail(client: "JobSubmissionClient", job_id: str, out) -> None:
     async for chunk in client.tail_job_logs(job_id):
         out.write(chunk)
         out.flush()
 
 
-def wait_terminal(client, job_id: str, poll_s: float = 0.5, timeout_s: float | None = None):
+def wait_terminal(client: "JobSubmissionClient", job_id: str, poll_s: float = 0.5,
+                  timeout_s: float | None = None) -> "JobDetails":
     """Poll until the job is SUCCEEDED, FAILED or STOPPED; return its ``JobDetails``."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
@@ -159,8 +163,9 @@ def wait_terminal(client, job_id: str, poll_s: float = 0.5, timeout_s: float | N
         time.sleep(poll_s)
 
 
-def follow(client, job_id: str, out=sys.stdout, err=sys.stderr) -> int:
+def follow(client: "JobSubmissionClient", job_id: str, out=None, err=None) -> int:
     """Stream the job's logs until it ends; Ctrl-C stops it. Returns the exit status."""
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         try:
             asyncio.run(_tail(client, job_id, out))
@@ -170,9 +175,13 @@ def follow(client, job_id: str, out=sys.stdout, err=sys.stderr) -> int:
     except KeyboardInterrupt:
         print(f"\n[verl-ext submit] Ctrl-C: stopping job {job_id}", file=err)
         client.stop_job(job_id)
-        info = wait_terminal(client, job_id, timeout_s=60)
-        if not info.status.is_terminal():
-            print(f"[verl-ext submit] job {job_id} is still {info.status.value}; check: ray job status {job_id}", file=err)
+        try:
+            info = wait_terminal(client, job_id, timeout_s=60)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, the stop request stands
+            info = None
+        if info is None or not info.status.is_terminal():
+            state = "stopping" if info is None else info.status.value
+            print(f"[verl-ext submit] job {job_id} is still {state}; check: ray job status {job_id}", file=err)
             return STOPPED_EXIT
     status = info.status.value
     code = exit_code(status, getattr(info, "driver_exit_code", None))

