@@ -61,21 +61,34 @@ class ChatEncoder:
             messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
         )
 
-    def _probes(self, tools: list | None, kwargs: dict) -> tuple[str, str]:
-        """(generation prompt, end-of-turn marker) of this template under these kwargs."""
+    def _gen_prompt(self, messages: list[dict], tools: list | None, kwargs: dict) -> str:
+        bare = self.render(messages, tools, kwargs)
+        with_gen = self.render(messages, tools, kwargs, generation_prompt=True)
+        return with_gen[_common_prefix(bare, with_gen) :]
+
+    def _probes(self, tools: list | None, kwargs: dict) -> tuple[str, str, list[int]]:
+        """(generation prompt, end-of-turn marker, prefix lengths of the prompt that may start a
+        trained span) of this template under these kwargs."""
         key = (json.dumps(tools, sort_keys=True, default=str), json.dumps(kwargs, sort_keys=True, default=str))
         if key not in self._probe_cache:
             user = [{"role": "user", "content": "\ue002"}]
-            bare = self.render(user, tools, kwargs)
-            with_gen = self.render(user, tools, kwargs, generation_prompt=True)
-            gen = with_gen[_common_prefix(bare, with_gen) :]
+            gen = self._gen_prompt(user, tools, kwargs)
             sent = _SENT.format(0)
             closed = self.render(user + [{"role": "assistant", "content": sent}], tools, kwargs)
             tail = closed[closed.rindex(sent) + len(sent) :]
-            # candidate prefix lengths of the generation prompt: its own token boundaries, longest first,
-            # so a partial match never ends inside a token ("<" of "<think>" vs "<tool_call>")
+            # The turn's header is what the generation prompt has under every thinking setting
+            # ("<|im_start|>assistant\n" for Qwen3); past it, the prompt may inject text the model
+            # never writes (the empty think block when thinking is off). A turn is trained from the
+            # end of the full generation prompt where the render has it, else from the header's end.
+            variants = [gen] + [
+                self._gen_prompt(user, tools, {**kwargs, "enable_thinking": flag}) for flag in (True, False)
+            ]
+            header = gen[: min(_common_prefix(gen, v) for v in variants)]
             offsets = self.tokenizer(gen, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-            cuts = sorted({int(e) for _, e in offsets if gen[: int(e)].strip()}, reverse=True)
+            header_cut = max([int(e) for _, e in offsets if int(e) <= len(header)] or [0])
+            cuts = sorted({len(gen), header_cut} - {0}, reverse=True)
+            if not cuts or not gen[: cuts[-1]].strip():
+                raise TemplateAlignmentError("the chat template has no assistant header in its generation prompt")
             self._probe_cache[key] = (gen, tail.rstrip(), cuts)
         return self._probe_cache[key]
 

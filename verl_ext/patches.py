@@ -95,6 +95,35 @@ def register_cpu_engines() -> None:
     _applied.append("cpu_engines")
 
 
+def patch_file_logger_append() -> None:
+    """verl's ``FileLogger`` opens its JSONL with mode "wb": a resumed run erases the metrics of the
+    run it resumes. Open for append instead (same path, same records)."""
+    from verl.utils import tracking
+
+    cls = tracking.FileLogger
+    if getattr(cls, "_verl_ext_append", False):
+        return
+    original_init = cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        import builtins
+
+        real_open = builtins.open
+
+        def append_open(file, mode="r", *a, **k):
+            return real_open(file, "ab" if mode == "wb" else mode, *a, **k)
+
+        builtins.open = append_open
+        try:
+            original_init(self, *args, **kwargs)
+        finally:
+            builtins.open = real_open
+
+    cls.__init__ = __init__
+    cls._verl_ext_append = True
+    _applied.append("file_logger_append")
+
+
 @contextlib.contextmanager
 def sft_tracking(make_class):
     """verl's ``SFTTrainer.fit`` builds its ``Tracking`` inline and logs ``val/loss`` from a dict it
@@ -115,6 +144,7 @@ def apply(cpu: bool) -> tuple[str, ...]:
     if not _versions_ok():
         return applied()
     patch_ulysses_sdpa()
+    patch_file_logger_append()
     if cpu:
         patch_cpu_process_group()
         register_cpu_engines()

@@ -76,8 +76,12 @@ def read_rows(path: str, columns: Sequence[str] | None = None, limit: int | None
     wanted = [c for c in columns if c in names] if columns else None
     if limit is not None:
         batch = next(pf.iter_batches(batch_size=max(1, limit), columns=wanted), None)
-        return [] if batch is None else batch.to_pylist()[:limit]
-    return pf.read(columns=wanted).to_pylist()
+        rows = [] if batch is None else batch.to_pylist()[:limit]
+    else:
+        rows = pf.read(columns=wanted).to_pylist()
+    # struct columns hold the union of keys over all rows, None where a row had none: drop that
+    # padding (an explicit null inside a Parquet struct cannot be told apart; JSON keeps its nulls)
+    return [{k: _drop_none(v) for k, v in row.items()} for row in rows]
 
 
 def _drop_none(value: Any) -> Any:
@@ -110,7 +114,7 @@ def normalize_tools(value: Any, ref: RowRef) -> list[dict] | None:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         raise DataError(f"{ref}: field 'tools' must be a list of tool schemas (or a JSON string of one)")
-    return [_drop_none(t) for t in value] or None
+    return value or None
 
 
 def _normalize_tool_calls(value: Any, ref: RowRef, i: int) -> list[dict] | None:
@@ -123,17 +127,14 @@ def _normalize_tool_calls(value: Any, ref: RowRef, i: int) -> list[dict] | None:
     for call in value:
         if not isinstance(call, dict):
             raise DataError(f"{ref}: messages[{i}].tool_calls must be a list of objects")
-        call = _drop_none(call)
         fn = call.get("function", call)
         if not isinstance(fn, dict) or not fn.get("name"):
             raise DataError(f"{ref}: messages[{i}].tool_calls entry has no function name")
+        # a string is kept verbatim (the template prints it as the model wrote it); a mapping is
+        # rendered by the template's tojson
         args = fn.get("arguments", {})
-        if isinstance(args, str):
-            try:  # templates render mappings with tojson; keep the model's own formatting otherwise
-                parsed = json.loads(args)
-                args = parsed if isinstance(parsed, dict) else args
-            except json.JSONDecodeError:
-                pass
+        if args is None:
+            args = {}
         calls.append({"type": "function", "function": {"name": fn["name"], "arguments": args}})
     return calls
 

@@ -120,6 +120,10 @@ def run(config: DictConfig) -> None:
         if rank == 0:
             logger.warning("[verl-ext] %s", line)
     resolve_dataset(config)
+    if "file" in list(config.trainer.logger) and not os.environ.get("VERL_FILE_LOGGER_PATH"):
+        # verl's default is ./<project>/<experiment>.jsonl in the working directory; keep it with the run
+        os.environ["VERL_FILE_LOGGER_PATH"] = os.path.join(os.path.expanduser(str(config.trainer.default_local_dir)), "metrics.jsonl")
+        os.makedirs(os.path.dirname(os.environ["VERL_FILE_LOGGER_PATH"]), exist_ok=True)
 
     import verl.utils.distributed as vdist
     from verl.utils.device import auto_set_device

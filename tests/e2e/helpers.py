@@ -25,11 +25,17 @@ def write_rows(path: Path, n: int = 8) -> Path:
 
 
 def base_args(model_dir, train_file, ckpt_dir, steps: int, *extra: str) -> list[str]:
+    """Defaults for a tiny run; an extra with the same key replaces the default."""
+    given = {e.lstrip("+").split("=", 1)[0] for e in extra}
+    return [a for a in _defaults(model_dir, train_file, ckpt_dir, steps) if a.split("=", 1)[0] not in given] + list(extra)
+
+
+def _defaults(model_dir, train_file, ckpt_dir, steps: int) -> list[str]:
     return [
         f"model.path={model_dir}", f"data.train_files={train_file}", "data.train_batch_size=8",
         "data.max_length=128", "data.num_workers=0", f"trainer.total_training_steps={steps}",
         "trainer.logger=[console,file]", f"trainer.default_local_dir={ckpt_dir}", "trainer.n_gpus_per_node=2",
-        "trainer.project_name=test", "trainer.experiment_name=run", *extra,
+        "trainer.project_name=test", "trainer.experiment_name=run",
     ]
 
 

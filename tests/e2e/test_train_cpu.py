@@ -75,3 +75,30 @@ def test_lora_trains_and_merges_for_real(tmp_path, tiny_model_dir):
     emb_delta = (merged["model.embed_tokens.weight"].float() - base["model.embed_tokens.weight"].float()).abs().max().item()
     assert lora_delta > 10 * max(emb_delta, 1e-6), (lora_delta, emb_delta)  # not just dtype rounding
     assert torch.isfinite(merged[key]).all()
+
+
+def test_plan_matches_a_real_run_and_stages_are_logged(tmp_path, tiny_model_dir):
+    """20 rows, global batch 8 over 2 dp ranks: verl drops the remainder per rank -> 2 steps/epoch."""
+    from verl_ext.preflight import check
+
+    data = write_rows(tmp_path / "train.parquet", 15)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(data).to_pylist()
+    pq.write_table(pa.Table.from_pylist(rows + rows[:5]), data)  # 20 rows
+    ckpt = tmp_path / "ckpt"
+    args = [a for a in base_args(tiny_model_dir, data, ckpt, 0) if not a.startswith("trainer.total_training_steps")]
+    args += ["trainer.total_epochs=2", "trainer.save_freq=3"]
+    plan = check(args).plan
+    assert (plan.steps_per_epoch, plan.total_steps, plan.checkpoint_steps) == (2, 4, (3, 4))
+    log = tmp_path / "log.jsonl"
+    proc = train(args, log)
+    assert sorted(losses(log)) == list(range(1, plan.total_steps + 1))
+    written = sorted(int(p.name.split("_")[-1]) for p in ckpt.glob("global_step_*"))
+    assert tuple(written) == plan.checkpoint_steps
+    out = proc.stdout + proc.stderr
+    for stage in ("imports", "process group", "tokenizer + model config", "dataset (read, validate, tokenize)",
+                  "model load + FSDP wrap + optimizer", "dataloader", "first step"):
+        assert f"[verl-ext] stage {stage} done in" in out, stage
+    assert "preflight: ok" in out and "steps per epoch   2" in out

@@ -183,3 +183,34 @@ def test_bad_conversations_name_the_row(bad, match):
     with pytest.raises(DataError, match=match) as e:
         normalize_messages(bad, RowRef("data/train.parquet", 17))
     assert "data/train.parquet, row 17" in str(e.value)
+
+
+def test_thinking_off_with_reasoning_trains_the_whole_block(qwen3_tokenizer):
+    """Contradictory rows (thinking off, reasoning given): the template renders the block, and it is
+    trained whole, never from inside it."""
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Ans", "reasoning_content": "deep thought"}]
+    enc = encode(qwen3_tokenizer, msgs, thinking=False)
+    assert trained_runs(qwen3_tokenizer, enc) == ["<think>\ndeep thought\n</think>\n\nAns" + END]
+
+
+def test_json_nulls_and_string_arguments_kept_verbatim(qwen3_tokenizer):
+    import json
+
+    tool = {"type": "function", "function": {"name": "search", "parameters": {"type": "object", "properties": {
+        "query": {"type": "string"}, "cursor": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}}}}}
+    from verl_ext.rows import normalize_tools
+
+    tools = normalize_tools(json.dumps([tool]), RowRef("t", 0))
+    msgs = [
+        {"role": "user", "content": "find cats"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "search", "arguments": {"query": "cats", "cursor": None}}}]},
+        {"role": "tool", "content": "[]"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "search", "arguments": '{"query":"dogs"}'}}]},
+        {"role": "tool", "content": "[]"},
+        {"role": "assistant", "content": "Nothing found."},
+    ]
+    enc = encode(qwen3_tokenizer, msgs, tools=tools, thinking=False)
+    assert '"default": null' in enc.text
+    runs = trained_runs(qwen3_tokenizer, enc)
+    assert '{"query": "cats", "cursor": null}' in runs[0]
+    assert '"arguments": {"query":"dogs"}' in runs[1]

@@ -79,3 +79,23 @@ def test_cpu_platform_selected_without_accelerator():
     if plugin.CPU:
         assert get_device_name() == "cpu"
         assert get_nccl_backend() == "gloo"
+
+
+def test_upstream_file_logger_truncates():
+    """patch_file_logger_append: verl opens the metrics file with "wb" (a resume erases it)."""
+    from verl.utils import tracking
+
+    src = inspect.getsource(tracking)
+    assert 'open(self.filepath, "wb", buffering=0)' in src
+    assert tracking.FileLogger._verl_ext_append
+
+
+def test_file_logger_appends(tmp_path, monkeypatch):
+    from verl.utils.tracking import FileLogger
+
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "m.jsonl"))
+    for step in (1, 2):
+        fl = FileLogger("p", "e")
+        fl.log({"x": step}, step)
+        fl.finish()
+    assert (tmp_path / "m.jsonl").read_text().count("\n") == 2
