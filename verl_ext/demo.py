@@ -38,7 +38,7 @@ class Size:
     max_length: int
 
 
-FULL = Size(tc_episodes=12, tc_rounds=12, tc_tokens=64, math_problems=24, math_tokens=96,
+FULL = Size(tc_episodes=12, tc_rounds=10, tc_tokens=64, math_problems=24, math_tokens=96,
             math_train=96, tc_train=96, steps=24, batch=8, max_length=2048)
 SMALL = Size(tc_episodes=2, tc_rounds=2, tc_tokens=16, math_problems=4, math_tokens=16,
              math_train=8, tc_train=8, steps=2, batch=4, max_length=2048)
@@ -82,6 +82,17 @@ def math_train_rows(n: int, exclude: set[str]) -> list[dict]:
     return rows
 
 
+def held_out_goals(test_rows: list[dict], n: int) -> list[str]:
+    """Two thirds depth-1 goals (what a 135M model can learn in minutes), the rest deeper."""
+    by_depth: dict[int, list[str]] = {}
+    for r in sorted(test_rows, key=lambda r: (r["depth"], r["goal"])):
+        by_depth.setdefault(r["depth"], []).append(r["goal"])
+    shallow = by_depth.pop(min(by_depth), [])
+    deeper = [g for d in sorted(by_depth) for g in by_depth[d]]
+    k = min(len(shallow), max(1, (2 * n) // 3))
+    return (shallow[:k] + deeper)[:n]
+
+
 def build_data(out: Path, size: Size) -> tuple[Path, list[str]]:
     from eval.math.bundled import load_bundled
 
@@ -90,7 +101,7 @@ def build_data(out: Path, size: Size) -> tuple[Path, list[str]]:
           "--test-ratio", "0.2", "--seed", "0"], out / "logs" / "data_textcraft.log", "TextCraft expert trajectories")
     tc_train = pq.read_table(tc_dir / "train.parquet").to_pylist()
     tc_train.sort(key=lambda r: (r["depth"], r["item_id"]))  # shallow goals first: what a small model can learn
-    test_goals = [r["goal"] for r in sorted(pq.read_table(tc_dir / "test.parquet").to_pylist(), key=lambda r: (r["depth"], r["goal"]))]
+    test_goals = held_out_goals(pq.read_table(tc_dir / "test.parquet").to_pylist(), size.tc_episodes)
     exclude = {r["problem"] for r in load_bundled()}
     rows = [{"messages": r["messages"], "data_source": "textcraft"} for r in tc_train[: size.tc_train]]
     rows += math_train_rows(size.math_train, exclude)
