@@ -40,12 +40,29 @@ class _Request:
         self.batch_key = (self.params.stop, self.params.logprobs)
 
 
+def _cpu_has_native_bf16() -> bool:
+    import torch
+
+    cpu = torch.cpu
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        try:
+            if getattr(cpu, probe)():
+                return True
+        except Exception:  # private probes: absent on some builds
+            continue
+    return False
+
+
 def _resolve_dtype(dtype: str, device: str):
     import torch
 
     if dtype == "auto":
-        # CPU: float32 (bf16 matmuls are slow there and less batch-invariant); GPU: the checkpoint's
-        return torch.float32 if device == "cpu" else "auto"
+        # GPU: the checkpoint's dtype. CPU: bfloat16 where the CPU multiplies bf16 natively (AMX or
+        # AVX512-BF16: SmolLM2, 16 x 720-token prefill, 4.7 s vs 14.4 s in float32 on this machine
+        # kind), else float32. Pass dtype=float32 for bit-stable greedy output across batch sizes.
+        if device != "cpu":
+            return "auto"
+        return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
     try:
         return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
                 "float16": torch.float16, "fp16": torch.float16}[dtype]

@@ -33,7 +33,7 @@ async def _alone_and_batched(backend, params, prompts=PROMPTS):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    backend = make_backend("hf", path=str(tiny_model_dir), max_batch_size=8, batch_window_s=0.05,
+    backend = make_backend("hf", path=str(tiny_model_dir), max_batch_size=8, batch_window_s=0.05, dtype="float32",
                            chat_template_kwargs={"enable_thinking": False})
     yield backend
     run(backend.close())
@@ -129,7 +129,7 @@ def test_bad_requests_fail_clearly(tiny, tmp_path):
 def test_smollm2_greedy_batch_invariant_eos_and_stop():
     from verl_ext.assets import convert_smollm2
 
-    backend = make_backend("hf", path=str(convert_smollm2()), batch_window_s=0.05)
+    backend = make_backend("hf", path=str(convert_smollm2()), batch_window_s=0.05, dtype="float32")
     try:
         params = SamplingParams(max_new_tokens=40, logprobs=True)
         alone, batched = run(_alone_and_batched(backend, params))
