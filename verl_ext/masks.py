@@ -42,7 +42,7 @@ class Encoded:
     loss_mask: np.ndarray  # int8 [T], 1 = token is a training target
     text: str
     spans: tuple[tuple[int, int], ...]  # character spans of trained text in ``text``
-    straddling_tokens: int = 0  # tokens crossing a span boundary (left untrained)
+    straddling_tokens: int = 0  # tokens of the full-text tokenization crossing a turn boundary (re-split)
     appended_eos: bool = False
 
 
@@ -158,17 +158,28 @@ class ChatEncoder:
         return spans
 
     def _tokenize(self, text: str, spans: list[tuple[int, int]], appended_eos: bool) -> Encoded:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = np.asarray(enc["input_ids"], dtype=np.int64)
-        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-        starts, ends = offsets[:, 0], offsets[:, 1]
+        ids, starts, ends = self._encode_piece(text, 0)
+        straddling = _straddling(starts, ends, spans)
+        if straddling:
+            # A token crosses a turn boundary (e.g. "\n\n\n" = the header's newline + the model's
+            # leading newlines): tokenize at the boundaries instead, as inference does (the prompt
+            # ends at the header, the model writes the rest), so the whole turn is trained.
+            cuts = sorted({0, len(text), *[c for span in spans for c in span]})
+            parts = [self._encode_piece(text[a:b], a) for a, b in zip(cuts, cuts[1:]) if b > a]
+            ids, starts, ends = (np.concatenate(x) for x in zip(*parts))
         mask = np.zeros(len(ids), dtype=np.int8)
-        straddling = 0
         for a, b in spans:
-            inside = (starts >= a) & (ends <= b) & (ends > starts)
-            mask[inside] = 1
-            straddling += int(np.sum((starts < a) & (ends > a))) + int(np.sum((starts < b) & (ends > b)))
+            mask[(starts >= a) & (ends <= b) & (ends > starts)] = 1
         return Encoded(ids, mask, text, tuple(spans), straddling, appended_eos)
+
+    def _encode_piece(self, text: str, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2) + offset
+        return np.asarray(enc["input_ids"], dtype=np.int64), offsets[:, 0], offsets[:, 1]
+
+
+def _straddling(starts: np.ndarray, ends: np.ndarray, spans: list[tuple[int, int]]) -> int:
+    return sum(int(np.sum((starts < c) & (ends > c))) for span in spans for c in span)
 
 
 def _with_sentinel(m: dict, i: int) -> dict:

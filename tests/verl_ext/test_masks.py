@@ -214,3 +214,14 @@ def test_json_nulls_and_string_arguments_kept_verbatim(qwen3_tokenizer):
     runs = trained_runs(qwen3_tokenizer, enc)
     assert '{"query": "cats", "cursor": null}' in runs[0]
     assert '"arguments": {"query":"dogs"}' in runs[1]
+
+
+def test_leading_newlines_of_a_turn_are_trained(qwen3_tokenizer):
+    """"\\n\\n\\n" would straddle the header and the answer: split there, train all the model wrote."""
+    msgs = normalize_messages([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "\n\nFirst answer."},
+                               {"role": "user", "content": "q2"}, {"role": "assistant", "content": "Second."}], RowRef("t", 0))
+    enc = ChatEncoder(qwen3_tokenizer).encode(msgs, None, False)
+    assert enc.text == qwen3_tokenizer.apply_chat_template(msgs, tokenize=False, enable_thinking=False)
+    assert enc.straddling_tokens > 0
+    assert qwen3_tokenizer.decode(enc.input_ids) == enc.text
+    assert trained_runs(qwen3_tokenizer, enc) == ["\n\nFirst answer." + END, "Second." + END]
