@@ -38,8 +38,8 @@ class Size:
     max_length: int
 
 
-FULL = Size(tc_episodes=12, tc_rounds=10, tc_tokens=64, math_problems=24, math_tokens=96,
-            math_train=96, tc_train=96, steps=24, batch=8, max_length=2048)
+FULL = Size(tc_episodes=15, tc_rounds=10, tc_tokens=64, math_problems=24, math_tokens=96,
+            math_train=128, tc_train=128, steps=40, batch=8, max_length=2048)
 SMALL = Size(tc_episodes=2, tc_rounds=2, tc_tokens=16, math_problems=4, math_tokens=16,
              math_train=8, tc_train=8, steps=2, batch=4, max_length=2048)
 
