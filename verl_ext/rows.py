@@ -50,8 +50,10 @@ def read_rows(path: str, columns: Sequence[str] | None = None, limit: int | None
         with open(path, encoding="utf-8") as f:
             if lower.endswith(".json"):
                 rows = json.load(f)
+                if isinstance(rows, dict) and isinstance(rows.get("data"), list):  # {"data": [...]} exports
+                    rows = rows["data"]
                 if not isinstance(rows, list):
-                    raise DataError(f"{path}: a .json data file must hold a list of rows")
+                    raise DataError(f"{path}: a .json data file must hold a list of rows (or {{\"data\": [...]}})")
             else:
                 rows = []
                 for i, line in enumerate(f):

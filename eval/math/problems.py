@@ -8,7 +8,6 @@ Row mapping is pure (``problem_from_row``); I/O stays in ``load_problems``.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -87,30 +86,16 @@ def problem_from_row(row: dict, fmt: str, index: int, where: str) -> Problem:
 
 
 def read_rows(path: Path) -> list[dict]:
-    suffix = "".join(path.suffixes[-1:]).lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+    """Rows of a .jsonl / .json / .parquet file (one reader for the whole project: verl_ext.rows)."""
+    from verl_ext.rows import DataError
+    from verl_ext.rows import read_rows as read_file_rows
 
-        return pq.read_table(path).to_pylist()
-    if suffix == ".jsonl":
-        rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ProblemDataError(f"{path}:{n}: not valid JSON ({e.msg}); fix or delete that line") from None
-        return rows
-    if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list):
-            raise ProblemDataError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
-        return data
-    raise ProblemDataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json or .parquet")
+    if path.suffix.lower() not in (".jsonl", ".json", ".parquet"):
+        raise ProblemDataError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl, .json or .parquet")
+    try:
+        return read_file_rows(str(path))
+    except DataError as e:
+        raise ProblemDataError(f"{e}; fix or delete that row") from None
 
 
 def problems_from_rows(rows: list[dict], fmt: str, where: str) -> list[Problem]:
