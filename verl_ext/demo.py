@@ -55,6 +55,8 @@ def _run(cmd: list[str], log: Path, title: str) -> float:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in proc.stdout:
             f.write(line)
+            if line.startswith("{'"):  # verl prints its whole resolved config on rank 0: it is in the log
+                continue
             if any(k in line for k in ("[verl-ext]", "step:", "Epoch", "preflight", "ERROR", "Error", "report:", "%|")):
                 print("    " + line.rstrip()[:200], flush=True)
         rc = proc.wait()
