@@ -57,6 +57,21 @@ class Backend(Protocol):
         """Release the model / the managed server process."""
 
 
+def request_fields(params: SamplingParams, max_tokens_key: str, seed_key: str) -> dict:
+    """Sampling settings as an SGLang/OpenAI-style request dict (greedy = temperature 0, top_p 1);
+    the two key names differ between the HTTP API and SGLang's engine."""
+    out: dict = {max_tokens_key: params.max_new_tokens}
+    if params.sampling:
+        out.update(temperature=params.temperature, top_p=params.top_p)
+    else:
+        out.update(temperature=0.0, top_p=1.0)
+    if params.stop:
+        out["stop"] = list(params.stop)
+    if params.seed is not None:
+        out[seed_key] = params.seed
+    return out
+
+
 def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, str | None]:
     """Cut ``text`` before the earliest occurrence of any stop string (OpenAI semantics: the stop
     string itself is not returned); returns ``(text, matched_stop_or_None)``."""

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from eval.backends.base import Generation, SamplingParams, build_generation
+from eval.backends.base import Generation, SamplingParams, build_generation, request_fields
 from eval.backends.managed_server import LaunchSpec, ManagedServer, port_is_free
 
 logger = logging.getLogger(__name__)
@@ -128,16 +128,7 @@ class OpenAIServerBackend:
         return self.model
 
     def _sampling_body(self, params: SamplingParams) -> dict:
-        body: dict[str, Any] = {"max_tokens": params.max_new_tokens}
-        if params.sampling:
-            body.update(temperature=params.temperature, top_p=params.top_p)
-        else:
-            body.update(temperature=0.0, top_p=1.0)
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if params.seed is not None:
-            body["seed"] = params.seed
-        return body
+        return request_fields(params, max_tokens_key="max_tokens", seed_key="seed")
 
     # -- Backend ----------------------------------------------------------------------------------
     async def chat(self, messages: list[dict], params: SamplingParams) -> Generation:

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from eval.backends.base import Generation, SamplingParams, build_generation
+from eval.backends.base import Generation, SamplingParams, build_generation, request_fields
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +76,7 @@ class SGLangEngineBackend:
         self.tokenizer = tokenizer
 
     def _sampling_params(self, params: SamplingParams) -> dict:
-        sp: dict[str, Any] = {"max_new_tokens": params.max_new_tokens}
-        if params.sampling:
-            sp.update(temperature=params.temperature, top_p=params.top_p)
-        else:
-            sp.update(temperature=0.0, top_p=1.0)
-        if params.stop:
-            sp["stop"] = list(params.stop)
-        if params.seed is not None:
-            sp["sampling_seed"] = params.seed
-        return sp
+        return request_fields(params, max_tokens_key="max_new_tokens", seed_key="sampling_seed")
 
     async def _generate(self, params: SamplingParams, **inputs: Any) -> Generation:
         logprob_args = {"return_logprob": True, "top_logprobs_num": self.top_logprobs} if params.logprobs else {}
