@@ -13,6 +13,7 @@ is applied with a count of what it did.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -208,13 +209,12 @@ class PromptResponseDataset(_EncodedDataset):
         return messages, None, o.enable_thinking_default if thinking is None else thinking, ref
 
 
+# ``data.dataset=<short name>`` (verl_ext.trainer.resolve_dataset) -> class
 DATASETS = {"chat": ChatSFTDataset, "prompt_response": PromptResponseDataset}
 
 
 def _progress(items: list):
     """A progress bar on rank 0 only (every rank builds its own copy)."""
-    import os
-
     if os.environ.get("RANK", "0") != "0" or len(items) < 500:
         return items
     from tqdm import tqdm

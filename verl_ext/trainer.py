@@ -21,19 +21,18 @@ from verl_ext.stages import StageLog  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-DATASET_CLASSES = {"chat": "ChatSFTDataset", "prompt_response": "PromptResponseDataset"}
-
-
 def resolve_dataset(config: DictConfig) -> None:
     """``data.dataset=<short name>`` -> ``data.custom_cls`` (unless the user set custom_cls)."""
+    from verl_ext.datasets import DATASETS
+
     name = config.data.get("dataset", "chat")
     if config.data.custom_cls.get("path") or name in (None, "verl"):
         return
-    if name not in DATASET_CLASSES:
-        raise ValueError(f"data.dataset={name!r}; choose one of {', '.join([*DATASET_CLASSES, 'verl'])}")
+    if name not in DATASETS:
+        raise ValueError(f"data.dataset={name!r}; choose one of {', '.join([*DATASETS, 'verl'])}")
     with open_dict(config):
         config.data.custom_cls.path = "pkg://verl_ext.datasets"
-        config.data.custom_cls.name = DATASET_CLASSES[name]
+        config.data.custom_cls.name = DATASETS[name].__name__
 
 
 def _trainer_class():

@@ -26,8 +26,13 @@ def write_rows(path: Path, n: int = 8) -> Path:
 
 def base_args(model_dir, train_file, ckpt_dir, steps: int, *extra: str) -> list[str]:
     """Defaults for a tiny run; an extra with the same key replaces the default."""
+    return with_overrides(_defaults(model_dir, train_file, ckpt_dir, steps), extra)
+
+
+def with_overrides(defaults: list[str], extra) -> list[str]:
+    """``defaults`` minus the keys ``extra`` sets, then ``extra`` (which may repeat keys on purpose)."""
     given = {e.lstrip("+").split("=", 1)[0] for e in extra}
-    return [a for a in _defaults(model_dir, train_file, ckpt_dir, steps) if a.split("=", 1)[0] not in given] + list(extra)
+    return [a for a in defaults if a.split("=", 1)[0] not in given] + list(extra)
 
 
 def _defaults(model_dir, train_file, ckpt_dir, steps: int) -> list[str]:

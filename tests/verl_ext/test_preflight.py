@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.helpers import with_overrides
 from verl_ext.preflight import check
 
 
@@ -22,8 +23,7 @@ def base(model, data, *extra):
     """Defaults for a clean run; an extra with the same key replaces the default (extras may repeat)."""
     defaults = [f"model.path={model}", f"data.train_files={data / 'chat.parquet'}", "data.train_batch_size=8",
                 "data.max_length=256", "trainer.n_gpus_per_node=2", f"trainer.default_local_dir={data / 'ck'}"]
-    given = {e.split("=", 1)[0] for e in extra}
-    return [d for d in defaults if d.split("=", 1)[0] not in given] + list(extra)
+    return with_overrides(defaults, extra)
 
 
 def errors_of(args, nproc=None):
