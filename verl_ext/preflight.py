@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from verl_ext.overrides import find_duplicates, parse_overrides
 from verl_ext.rows import DataError, iter_files
@@ -82,10 +82,10 @@ def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> 
     _check_parallel(config, nproc, model_cfg, report)
     lengths = _check_data(config, report, sample_rows)
     _check_resume(config, report)
-    from verl_ext.plan import make_plan
+    from verl_ext.plan import count_params, make_plan
 
     if not report.errors or lengths:
-        report.plan = make_plan(config, nproc, lengths, _param_count(config))
+        report.plan = make_plan(config, nproc, lengths, count_params(os.path.expanduser(str(config.model.path))))
         _check_disk(config, report)
     return report
 
@@ -215,13 +215,6 @@ def _check_resume(config: DictConfig, report: Report) -> None:
             report.errors.append(f"trainer.resume_from_path={path} should be a global_step_<N> checkpoint folder")
 
 
-def _param_count(config: DictConfig) -> int | None:
-    """Parameter count from safetensors headers (no weights read), else None."""
-    from verl_ext.plan import count_params
-
-    return count_params(os.path.expanduser(str(config.model.path)))
-
-
 def _check_disk(config: DictConfig, report: Report) -> None:
     plan = report.plan
     target = Path(os.path.expanduser(str(config.trainer.default_local_dir)))
@@ -239,7 +232,3 @@ def _check_disk(config: DictConfig, report: Report) -> None:
                 f"checkpoints need about {need / 2**30:.1f} GiB in {target} but only {free / 2**30:.1f} GiB is free; "
                 "set trainer.max_ckpt_to_keep or trainer.save_freq"
             )
-
-
-def as_yaml(config: DictConfig) -> str:
-    return OmegaConf.to_yaml(config)
