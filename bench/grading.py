@@ -1,4 +1,4 @@
-"""Grading throughput: ``eval.math.grading.grade_many`` vs math-verify ``parse``/``verify`` in a loop.
+"""Grading throughput: ``verl_ext_eval.math.grading.grade_many`` vs math-verify ``parse``/``verify`` in a loop.
 
 Both grade the same pairs in one run: a realistic mix of boxed model responses against gold
 answers (equal integers, thousands separators, fractions vs decimals, LaTeX variants, sets,
@@ -94,7 +94,7 @@ def make_pairs(n: int, seed: int = 0, pathological: int = 4) -> list[Pair]:
 
 def run_ours(pairs: list[Pair], workers: int, timeout_s: float) -> tuple[float, list, float]:
     """Wall time including worker start-up and shutdown, results, slowest sample."""
-    from eval.math.grading import MathGrader
+    from verl_ext_eval.math.grading import MathGrader
 
     start = time.perf_counter()
     with MathGrader(workers, timeout_s) as grader:

@@ -29,7 +29,7 @@ class _Sink:
 
 
 def episodes_per_minute(backend, cfg, tasks) -> tuple[float, list[dict]]:
-    from eval.textcraft.run import run_episodes
+    from verl_ext_eval.textcraft.run import run_episodes
 
     sink = _Sink()
     start = time.perf_counter()
@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from eval.backends import make_backend
-    from eval.textcraft.run import RunConfig, build_tasks
+    from verl_ext_eval.backends import make_backend
+    from verl_ext_eval.textcraft.run import RunConfig, build_tasks
 
     model = args.model
     if model is None:

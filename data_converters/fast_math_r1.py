@@ -22,7 +22,7 @@ from data_converters.pipeline import (
     Kept, Outcome, convert_files, expand_inputs, make_parser, progress_bar, run_main,
 )
 from data_converters.token_count import TokenCounter
-from eval.math.extract import final_segment, last_boxed, strip_boxed
+from verl_ext_eval.math.extract import final_segment, last_boxed, strip_boxed
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 AFTER_THINK = "\n\n\n\n"

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from data_converters.parquet_io import Chunk, ConversionError, Reject, RejectSink, iter_chunks
 from data_converters.pipeline import Kept, Outcome, convert_files, make_parser, run_main
-from eval.math.extract import last_boxed
+from verl_ext_eval.math.extract import last_boxed
 
 SPLITS = ("train", "test")
 # folder name → the display name the files carry in ``type``

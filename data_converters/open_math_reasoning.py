@@ -6,7 +6,7 @@ saved too). ``--filter-by-pass-rate T`` keeps ``has_answer_extracted`` rows whos
 ``pass_rate_72b_tir`` is <= T (lower is harder); unusable pass rates are rejected by kind. Each
 finished chunk is recorded in a manifest, so a rerun after a crash skips finished chunks and
 yields identical outputs. Optional LLM stages (``--generate``, ``--llm-filter``) run through
-``eval.backends``.
+``verl_ext_eval.backends``.
 """
 from __future__ import annotations
 
@@ -208,10 +208,10 @@ def build_parser():
     p.add_argument("--end-at-percentage", type=float, default=100.0, help="window end, %% of all rows")
     p.add_argument("--data-source", default="openmath", help="value of the data_source column")
     p.add_argument("--restart", action="store_true", help="ignore the manifest of an earlier run")
-    g = p.add_argument_group("LLM stages (through eval.backends)")
+    g = p.add_argument_group("LLM stages (through verl_ext_eval.backends)")
     g.add_argument("--generate", action="store_true", help="new problem + solution per seed row")
     g.add_argument("--llm-filter", action="store_true", help="keep problems the model solves rarely")
-    g.add_argument("--backend", default="server", help="eval.backends name: hf | server | sglang")
+    g.add_argument("--backend", default="server", help="verl_ext_eval.backends name: hf | server | sglang")
     g.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="backend setting (value parsed as JSON when it can be); repeatable")
     g.add_argument("--k", type=int, default=4, help="answers per problem for --llm-filter")
@@ -246,8 +246,8 @@ def make_stage(args):
     if not (args.generate or args.llm_filter):
         return None, {}
     from data_converters.openmath_llm import GENERATION_PROMPT, SOLVE_PROMPT, LLMOptions, LLMStage
-    from eval.backends import make_backend
-    from eval.backends.base import SamplingParams
+    from verl_ext_eval.backends import make_backend
+    from verl_ext_eval.backends.base import SamplingParams
 
     cfg = backend_config(args.backend_opt)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -258,7 +258,7 @@ def make_stage(args):
                       args.concurrency, str(next((cfg[k] for k in ("model", "path", "model_path") if k in cfg), args.backend)))
     grader = None
     if args.llm_filter:
-        from eval.math.grading import MathGrader
+        from verl_ext_eval.math.grading import MathGrader
 
         grader = MathGrader()
     try:

@@ -1,4 +1,4 @@
-"""LLM stages over seed problems, through any ``eval.backends`` Backend.
+"""LLM stages over seed problems, through any ``verl_ext_eval.backends`` Backend.
 
 ``generate``: each seed problem → one new problem + solution from a generation prompt (the reply
 must hold ``New problem:`` and ``Solution:`` sections; a think block is ignored).
@@ -16,8 +16,8 @@ from typing import Sequence
 
 from data_converters.parquet_io import Reject
 from data_converters.pipeline import Kept, Outcome
-from eval.backends.base import Backend, SamplingParams
-from eval.math.extract import final_segment, last_boxed
+from verl_ext_eval.backends.base import Backend, SamplingParams
+from verl_ext_eval.math.extract import final_segment, last_boxed
 
 SOLVE_PROMPT = ("Solve the following math problem. Reason step by step and put the final answer "
                 "in \\boxed{{}}.\n\n{problem}")
@@ -103,7 +103,7 @@ async def generate(rows: Sequence[dict], backend: Backend, opts: LLMOptions) -> 
 
 async def llm_filter(rows: Sequence[dict], backend: Backend, grader, opts: LLMOptions) -> list[Outcome]:
     """Keep rows whose problem the model solves in at most ``max_solve_rate`` of ``k`` tries;
-    ``grader`` is an ``eval.math.grading.MathGrader`` (``grade_many([(response, gold)])``)."""
+    ``grader`` is an ``verl_ext_eval.math.grading.MathGrader`` (``grade_many([(response, gold)])``)."""
     graded = [i for i, r in enumerate(rows) if r.get("answer")]
     prompts = [opts.solve_prompt.format(problem=rows[i]["prompt"]) for i in graded for _ in range(opts.k)]
     params = [_params_for(opts.params, j) for _ in graded for j in range(opts.k)]

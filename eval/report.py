@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from eval.results import atomic_write
+from verl_ext_eval.results import atomic_write
 
 
 @dataclass(frozen=True)

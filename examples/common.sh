@@ -29,6 +29,6 @@ if [[ ${DRY_RUN:-0} != 0 ]]; then
 fi
 
 # The math prompt, one home for training (data.prompt_template) and evaluation (prompt.template).
-# str.format style: {prompt} is the problem, literal braces are doubled. Same text as eval.math's default.
+# str.format style: {prompt} is the problem, literal braces are doubled. Same text as verl_ext_eval.math's default.
 MATH_PROMPT_TEMPLATE='{prompt}
 Please reason step by step, and put your final answer within \boxed{{}}.'

@@ -236,7 +236,7 @@ smoke() {
   local model
   model=$("$MAIN_PYTHON" -m verl_ext.assets smollm2 | tail -n 1)
   echo "smoke test: launching SGLang on $model"
-  (cd "$ROOT" && "$MAIN_PYTHON" -m eval.backends.openai_server smoke \
+  (cd "$ROOT" && "$MAIN_PYTHON" -m verl_ext_eval.backends.openai_server smoke \
       --python "$VENV/bin/python" --model-path "$model")
 }
 

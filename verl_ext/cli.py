@@ -21,7 +21,7 @@ COMMANDS = {
     "assets": "verl_ext.assets",
     "export": "verl_ext.export",
 }
-EVALS = {"textcraft": "eval.textcraft.run", "math": "eval.math.run"}
+EVALS = {"textcraft": "verl_ext_eval.textcraft.run", "math": "verl_ext_eval.math.run"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,7 +69,7 @@ def _run(cmd: list[str], log: Path, title: str) -> float:
 
 def math_train_rows(n: int, exclude: set[str]) -> list[dict]:
     """GSM-style problems with a short boxed answer as the target (format + arithmetic)."""
-    from eval.math.bundled import generate
+    from verl_ext_eval.math.bundled import generate
 
     rows = []
     for r in generate(n=n * 2, seed=1):
@@ -96,10 +96,10 @@ def held_out_goals(test_rows: list[dict], n: int) -> list[str]:
 
 
 def build_data(out: Path, size: Size) -> tuple[Path, list[str]]:
-    from eval.math.bundled import load_bundled
+    from verl_ext_eval.math.bundled import load_bundled
 
     tc_dir = out / "data" / "textcraft"
-    _run([sys.executable, "-m", "eval.textcraft.data", "--out", str(tc_dir), "--format", "agentgym",
+    _run([sys.executable, "-m", "verl_ext_eval.textcraft.data", "--out", str(tc_dir), "--format", "agentgym",
           "--test-ratio", "0.2", "--seed", "0"], out / "logs" / "data_textcraft.log", "TextCraft expert trajectories")
     tc_train = pq.read_table(tc_dir / "train.parquet").to_pylist()
     tc_train.sort(key=lambda r: (r["depth"], r["item_id"]))  # shallow goals first: what a small model can learn
@@ -118,11 +118,11 @@ def build_data(out: Path, size: Size) -> tuple[Path, list[str]]:
 def evaluate(model: Path, out: Path, tag: str, size: Size, goals: list[str]) -> dict:
     py = sys.executable
     goal_list = "[" + ",".join(goals[: size.tc_episodes]) + "]"
-    _run([py, "-m", "eval.textcraft", "backend.name=hf", f"backend.model_path={model}", f"goals={goal_list}",
+    _run([py, "-m", "verl_ext_eval.textcraft", "backend.name=hf", f"backend.model_path={model}", f"goals={goal_list}",
           f"episodes={size.tc_episodes}", f"max_rounds={size.tc_rounds}", f"sampling.max_new_tokens={size.tc_tokens}",
           f"concurrency={size.tc_episodes}", f"out_dir={out / 'eval' / tag / 'textcraft'}", "progress=false"],
          out / "logs" / f"eval_{tag}_textcraft.log", f"TextCraft eval ({tag})")
-    _run([py, "-m", "eval.math", "backend.name=hf", f"backend.model_path={model}", f"limit={size.math_problems}",
+    _run([py, "-m", "verl_ext_eval.math", "backend.name=hf", f"backend.model_path={model}", f"limit={size.math_problems}",
           f"sampling.max_new_tokens={size.math_tokens}", f"concurrency={size.math_problems}",
           f"out_dir={out / 'eval' / tag / 'math'}"],
          out / "logs" / f"eval_{tag}_math.log", f"math eval ({tag})")

@@ -4,7 +4,7 @@ a fixed math subset, grade, and log ``val-gen/*`` next to verl's ``val/loss``.
 verl's SFT trainer validates on loss only. Turned on with ``gen_eval.enable=true`` (needs
 ``data.val_files``: validation steps drive it). Every rank generates its share of the prompts with
 the FSDP-wrapped model (``synced_gpus`` keeps the sharded forwards in lockstep); rank 0 grades with
-``eval.math.grading`` and hands the metrics to verl's tracker (console, file, tensorboard, wandb,
+``verl_ext_eval.math.grading`` and hands the metrics to verl's tracker (console, file, tensorboard, wandb,
 mlflow), with a table of sample generations where the logger has one and a JSONL file per step.
 """
 from __future__ import annotations
@@ -43,8 +43,8 @@ class GenEvalConfig:
 
 def build_prompts(cfg: GenEvalConfig, tokenizer) -> tuple[list[str], list]:
     """Chat-templated prompts (with generation prompt) and the problems they come from."""
-    from eval.math.problems import load_problems
-    from eval.math.prompts import DEFAULT_TEMPLATE, render_prompt
+    from verl_ext_eval.math.problems import load_problems
+    from verl_ext_eval.math.prompts import DEFAULT_TEMPLATE, render_prompt
 
     problems = load_problems(cfg.data_path)[: cfg.num_samples]
     template = cfg.prompt_template or DEFAULT_TEMPLATE
@@ -125,8 +125,8 @@ def run_gen_eval(trainer) -> dict[str, float]:
 
 
 def _grade(trainer, cfg, prompts, problems, outputs) -> dict[str, float]:
-    from eval.math.grading import grade_many
-    from eval.math.metrics import format_ok
+    from verl_ext_eval.math.grading import grade_many
+    from verl_ext_eval.math.metrics import format_ok
 
     texts = [o[0] for o in outputs]
     results = grade_many([(t, p.answer) for t, p in zip(texts, problems)], timeout_s=5.0)

@@ -29,7 +29,7 @@ EXAMPLE = """examples:
   verl-ext submit --working-dir . --env HF_HUB_OFFLINE=1 -- \\
       verl-ext train model.path=Qwen/Qwen3-1.7B data.train_files=data/train.parquet trainer.n_gpus_per_node=8
   RAY_ADDRESS=http://head-node:8265 verl-ext submit --no-wait --working-dir . -- \\
-      python -m eval.textcraft backend.name=sglang backend.model_path=/models/sft episodes=100
+      python -m verl_ext_eval.textcraft backend.name=sglang backend.model_path=/models/sft episodes=100
 
 The address is --address, else $RAY_ADDRESS, else http://127.0.0.1:8265 (the dashboard, not the GCS port).
 Exit status: 0 SUCCEEDED, the job's exit code when it FAILED, 130 when STOPPED; 2 on a usage or connection error.
@@ -65,7 +65,7 @@ class JobRequest:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="verl-ext submit",
-        description="Submit a command (verl-ext train ..., python -m eval.textcraft ...) as a Ray job, "
+        description="Submit a command (verl-ext train ..., python -m verl_ext_eval.textcraft ...) as a Ray job, "
         "stream its logs and exit with its status. Ctrl-C stops the job.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -11,12 +11,12 @@ import importlib
 import inspect
 from typing import Any
 
-from eval.backends.base import Backend, Generation, SamplingParams
+from verl_ext_eval.backends.base import Backend, Generation, SamplingParams
 
 BACKENDS: dict[str, str] = {
-    "hf": "eval.backends.hf_local:HFBackend",
-    "server": "eval.backends.openai_server:OpenAIServerBackend",
-    "sglang": "eval.backends.sglang_engine:SGLangEngineBackend",
+    "hf": "verl_ext_eval.backends.hf_local:HFBackend",
+    "server": "verl_ext_eval.backends.openai_server:OpenAIServerBackend",
+    "sglang": "verl_ext_eval.backends.sglang_engine:SGLangEngineBackend",
 }
 
 __all__ = ["BACKENDS", "Backend", "Generation", "SamplingParams", "backend_class", "make_backend"]

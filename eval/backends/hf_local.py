@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.backends.base import Generation, SamplingParams, truncate_at_stop
+from verl_ext_eval.backends.base import Generation, SamplingParams, truncate_at_stop
 
 logger = logging.getLogger(__name__)
 

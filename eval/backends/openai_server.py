@@ -7,7 +7,7 @@ server's message. With ``model_path`` set, the backend launches and owns a local
 (``managed_server``) and stops it on ``close()``.
 
 CLI (smoke test of a managed server, used by ``scripts/sglang_cpu_venv.sh --smoke``):
-``python -m eval.backends.openai_server smoke --model-path DIR [--python VENV/bin/python]``
+``python -m verl_ext_eval.backends.openai_server smoke --model-path DIR [--python VENV/bin/python]``
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import logging
 import time
 from typing import Any
 
-from eval.backends.base import Generation, SamplingParams, build_generation, request_fields
-from eval.backends.managed_server import LaunchSpec, ManagedServer, port_is_free
+from verl_ext_eval.backends.base import Generation, SamplingParams, build_generation, request_fields
+from verl_ext_eval.backends.managed_server import LaunchSpec, ManagedServer, port_is_free
 
 logger = logging.getLogger(__name__)
 
@@ -185,9 +185,9 @@ async def _smoke(backend: OpenAIServerBackend) -> list[Generation]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m eval.backends.openai_server",
+        prog="python -m verl_ext_eval.backends.openai_server",
         description="Smoke-test a managed SGLang server: launch, /health, one chat and one completion, stop.\n"
-        "Example: python -m eval.backends.openai_server smoke --model-path $(python -m verl_ext.assets smollm2)",
+        "Example: python -m verl_ext_eval.backends.openai_server smoke --model-path $(python -m verl_ext.assets smollm2)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=["smoke"])

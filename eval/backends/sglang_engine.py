@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from eval.backends.base import Generation, SamplingParams, build_generation, request_fields
+from verl_ext_eval.backends.base import Generation, SamplingParams, build_generation, request_fields
 
 logger = logging.getLogger(__name__)
 

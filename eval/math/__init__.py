@@ -1,3 +1,3 @@
 """Math evaluation: answer extraction (``extract``), grading with a hard time bound (``grading``),
 metrics (``metrics``), the bundled offline benchmark (``bundled``) and the runner (``run``,
-``python -m eval.math``)."""
+``python -m verl_ext_eval.math``)."""

@@ -1,6 +1,6 @@
-"""``python -m eval.math key=value ...``: run a math evaluation (``eval.math.run``)."""
+"""``python -m verl_ext_eval.math key=value ...``: run a math evaluation (``verl_ext_eval.math.run``)."""
 import sys
 
-from eval.math.run import main
+from verl_ext_eval.math.run import main
 
 sys.exit(main())

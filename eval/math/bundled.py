@@ -4,7 +4,7 @@ No PyPI package ships GSM8K/MATH files, so the default eval set is generated onc
 seed and committed as ``eval/math/data/bundled.jsonl`` (fields: id, problem, answer, subject,
 level, source). Regenerating with the same ``--n``/``--seed`` gives identical bytes.
 
-    python -m eval.math.bundled --out eval/math/data/bundled.jsonl --n 200 --seed 0
+    python -m verl_ext_eval.math.bundled --out eval/math/data/bundled.jsonl --n 200 --seed 0
 """
 from __future__ import annotations
 
@@ -105,9 +105,9 @@ def load_bundled(path: str | Path = BUNDLED_PATH) -> list[dict[str, str]]:
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval.math.bundled",
+        prog="python -m verl_ext_eval.math.bundled",
         description="Regenerate the bundled offline math benchmark from reasoning-gym (deterministic).",
-        epilog="example: python -m eval.math.bundled --out eval/math/data/bundled.jsonl --n 200 --seed 0",
+        epilog="example: python -m verl_ext_eval.math.bundled --out eval/math/data/bundled.jsonl --n 200 --seed 0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", type=Path, default=BUNDLED_PATH, help="output JSONL (default: the bundled file)")
@@ -118,7 +118,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    from eval.results import atomic_write
+    from verl_ext_eval.results import atomic_write
 
     try:
         rows = generate(args.n, args.seed)

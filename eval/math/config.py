@@ -1,11 +1,11 @@
-"""Settings of the math evaluation runner (``python -m eval.math key=value ...``): the one home
+"""Settings of the math evaluation runner (``python -m verl_ext_eval.math key=value ...``): the one home
 of every default; ``verl_ext.overrides`` applies command-line overrides onto ``MathEvalConfig``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from eval.math.grading import DEFAULT_TIMEOUT_S
+from verl_ext_eval.math.grading import DEFAULT_TIMEOUT_S
 
 
 @dataclass
@@ -16,7 +16,7 @@ class DataConfig:
 
 @dataclass
 class BackendConfig:
-    name: str = "hf"  # hf | server | sglang (eval.backends)
+    name: str = "hf"  # hf | server | sglang (verl_ext_eval.backends)
     model_path: Optional[str] = None
     base_url: Optional[str] = None  # server backend: an already running OpenAI-compatible server
     options: dict = field(default_factory=dict)  # other backend settings: +backend.options.max_batch_size=4

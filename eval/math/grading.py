@@ -1,7 +1,7 @@
 """Math answer grading: extraction, a cheap exact path in the parent, math-verify in worker processes.
 
 ``grade_many([(response, gold), ...])`` extracts each response's final answer
-(``eval.math.extract``), decides what the cheap path is certain of (``eval.math.normalize``: equal
+(``verl_ext_eval.math.extract``), decides what the cheap path is certain of (``verl_ext_eval.math.normalize``: equal
 normalised strings, equal exact numbers, two different integers) without leaving the process, and
 sends only the rest to math-verify (``parse`` + ``verify``, gold first) in a ``BoundedPool``:
 every sample gets a hard wall-time bound that works from any thread and inside Ray workers (a
@@ -20,16 +20,16 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from eval.math.extract import Extraction, extract_answer, gold_answer
-from eval.math.normalize import fast_verdict
-from eval.math.pool import BoundedPool, TaskResult
+from verl_ext_eval.math.extract import Extraction, extract_answer, gold_answer
+from verl_ext_eval.math.normalize import fast_verdict
+from verl_ext_eval.math.pool import BoundedPool, TaskResult
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MEMORY_MB = 4096  # per worker address space; a SymPy blow-up fails that sample, not the host
-VERIFY_TARGET = "eval.math.verifier:verify_strings"
-WARM_UP_TARGET = "eval.math.verifier:warm_up"
+VERIFY_TARGET = "verl_ext_eval.math.verifier:verify_strings"
+WARM_UP_TARGET = "verl_ext_eval.math.verifier:warm_up"
 GIVEN = "given"  # extract_method when the caller passes the answer itself (extract=False)
 
 

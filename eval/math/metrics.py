@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from eval.math.extract import THINK_CLOSE, THINK_OPEN, final_segment, last_boxed
+from verl_ext_eval.math.extract import THINK_CLOSE, THINK_OPEN, final_segment, last_boxed
 
 
 @dataclass(frozen=True)

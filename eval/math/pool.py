@@ -128,7 +128,7 @@ class _Worker:
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
-         "from eval.math.pool import _worker_entry; _worker_entry()")
+         "from verl_ext_eval.math.pool import _worker_entry; _worker_entry()")
 
 
 class BoundedPool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from eval.math.extract import gold_answer, gsm8k_answer, last_boxed
+from verl_ext_eval.math.extract import gold_answer, gsm8k_answer, last_boxed
 
 FORMATS = ("auto", "math", "gsm8k")
 ID_KEYS = ("id", "unique_id", "problem_id", "idx", "index")
@@ -131,7 +131,7 @@ def problems_from_rows(rows: list[dict], fmt: str, where: str) -> list[Problem]:
 def load_problems(path: str | Path | None, fmt: str = "auto") -> list[Problem]:
     """Problems from ``path``; ``None`` loads the bundled offline benchmark."""
     if path is None:
-        from eval.math.bundled import BUNDLED_PATH
+        from verl_ext_eval.math.bundled import BUNDLED_PATH
 
         path = BUNDLED_PATH
     path = Path(path)

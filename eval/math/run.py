@@ -1,12 +1,12 @@
 """Math evaluation runner: generate with any backend, grade, write per-sample JSONL and a summary.
 
-    python -m eval.math backend.name=hf backend.model_path=/path/to/model limit=20 out_dir=outputs/math
+    python -m verl_ext_eval.math backend.name=hf backend.model_path=/path/to/model limit=20 out_dir=outputs/math
 
 Problems come from ``data.path`` (JSONL/JSON/Parquet, MATH- or GSM8K-style) or the bundled
 offline set. Many requests are in flight at once (``concurrency``); each graded sample is appended
 to ``out_dir/samples.jsonl`` (fsynced) as it finishes, keyed ``<problem id>#<sample index>``, so a
 killed run resumes where it stopped without duplicates. At the end: ``summary.json``,
-``report.md`` and charts via ``eval.report`` (accuracy by subject/level, pass@k).
+``report.md`` and charts via ``verl_ext_eval.report`` (accuracy by subject/level, pass@k).
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.backends.base import Backend, Generation, SamplingParams
-from eval.math.config import MathEvalConfig, RunConfigError
-from eval.math.grading import MathGrader, default_workers
-from eval.math.metrics import SampleScore, answer_reward, format_ok, summarize
-from eval.math.problems import Problem, load_problems
-from eval.math.prompts import PromptSpec, build_messages, render_prompt, resolve_prompt
+from verl_ext_eval.backends.base import Backend, Generation, SamplingParams
+from verl_ext_eval.math.config import MathEvalConfig, RunConfigError
+from verl_ext_eval.math.grading import MathGrader, default_workers
+from verl_ext_eval.math.metrics import SampleScore, answer_reward, format_ok, summarize
+from verl_ext_eval.math.problems import Problem, load_problems
+from verl_ext_eval.math.prompts import PromptSpec, build_messages, render_prompt, resolve_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _fingerprint(cfg: MathEvalConfig, spec: PromptSpec) -> dict:
 
 
 def check_resume(out_dir: Path, fingerprint: dict, has_samples: bool, resume: bool) -> None:
-    from eval.results import atomic_write
+    from verl_ext_eval.results import atomic_write
 
     path = out_dir / RUN_CONFIG_FILE
     if has_samples and not resume:
@@ -95,7 +95,7 @@ def check_resume(out_dir: Path, fingerprint: dict, has_samples: bool, resume: bo
 def make_backend_from_config(cfg: MathEvalConfig) -> Backend:
     import inspect
 
-    from eval.backends import backend_class, make_backend
+    from verl_ext_eval.backends import backend_class, make_backend
 
     b = cfg.backend
     if b.model_path is None and b.base_url is None:
@@ -188,7 +188,7 @@ async def _generate_all(cfg: MathEvalConfig, spec: PromptSpec, backend: Backend,
 
 
 def _group_section(title: str, field: str, groups: dict[str, dict], ks: list[int]):
-    from eval.report import Section
+    from verl_ext_eval.report import Section
 
     cols = ("n_samples", "n_problems", "accuracy", "format_rate", "mean_tokens", *(f"pass@{k}" for k in ks))
     rows = tuple((g, *(m.get(c) for c in cols)) for g, m in groups.items())
@@ -196,9 +196,9 @@ def _group_section(title: str, field: str, groups: dict[str, dict], ks: list[int
 
 
 def summarize_records(records: list[dict], ks: list[int], format_penalty: float) -> tuple[dict, list]:
-    """Summary dict + report sections for ``eval.report.write_summary``. Breakdowns are lists of
+    """Summary dict + report sections for ``verl_ext_eval.report.write_summary``. Breakdowns are lists of
     rows in the JSON (the markdown shows them as tables, not as flattened keys)."""
-    from eval.report import rate_table
+    from verl_ext_eval.report import rate_table
 
     samples = [SampleScore(r["id"], bool(r["correct"]), bool(r["formatted"]), r.get("num_tokens"),
                            r.get("entropy"), r.get("subject"), r.get("level")) for r in records]
@@ -222,8 +222,8 @@ def summarize_records(records: list[dict], ks: list[int], format_penalty: float)
 
 def run_eval(cfg: MathEvalConfig, backend: Backend | None = None, progress: bool = False) -> dict:
     """Run (or resume) one evaluation; returns the summary. ``backend`` overrides ``cfg.backend``."""
-    from eval.report import write_summary
-    from eval.results import ResultsFile
+    from verl_ext_eval.report import write_summary
+    from verl_ext_eval.results import ResultsFile
 
     if cfg.n_samples < 1:
         raise RunConfigError(f"n_samples must be >= 1, got {cfg.n_samples}")
@@ -268,9 +268,9 @@ def run_eval(cfg: MathEvalConfig, backend: Backend | None = None, progress: bool
 
 
 EXAMPLE = """examples:
-  python -m eval.math backend.name=hf backend.model_path=/models/qwen3-1.7b-sft limit=20 \\
+  python -m verl_ext_eval.math backend.name=hf backend.model_path=/models/qwen3-1.7b-sft limit=20 \\
       sampling.max_new_tokens=2048 out_dir=outputs/math_bundled
-  python -m eval.math data.path=math500.parquet backend.name=server backend.base_url=http://127.0.0.1:30000 \\
+  python -m verl_ext_eval.math data.path=math500.parquet backend.name=server backend.base_url=http://127.0.0.1:30000 \\
       n_samples=4 sampling.temperature=0.6 prompt.from_config=verl_ext/config/sft.yaml concurrency=64
 
 keys (defaults):
@@ -290,7 +290,7 @@ def _keys(obj, prefix: str = "") -> list[str]:
 
 def make_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
-        prog="python -m eval.math",
+        prog="python -m verl_ext_eval.math",
         description="Evaluate a model on math problems (bundled offline set, MATH- or GSM8K-style files): "
                     "generate, grade (boxed/Answer:/#### extraction, math-verify with a hard time bound), "
                     "write per-sample JSONL (resumable) and a summary by subject/level with pass@k.",

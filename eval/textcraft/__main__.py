@@ -1,4 +1,4 @@
-"""``python -m eval.textcraft key=value ...``: see ``eval.textcraft.run``."""
+"""``python -m verl_ext_eval.textcraft key=value ...``: see ``verl_ext_eval.textcraft.run``."""
 import sys
 
 from .run import main

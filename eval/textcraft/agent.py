@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
-from eval.backends.base import Backend, Generation, SamplingParams
+from verl_ext_eval.backends.base import Backend, Generation, SamplingParams
 
 from .env import Task, TextCraftEnv
 from .formats import THINK_REPLY, TurnFormat, get_format

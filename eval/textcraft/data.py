@@ -8,7 +8,7 @@ left out and listed in the summary (the game's batch rules make some, e.g. nethe
 need more than 30 actions).
 
 Example:
-    python -m eval.textcraft.data --out data/textcraft --format agentgym --test-ratio 0.2 --seed 0
+    python -m verl_ext_eval.textcraft.data --out data/textcraft --format agentgym --test-ratio 0.2 --seed 0
 """
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def write_splits(out: Path, splits: dict[str, list[dict]]) -> list[Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eval.textcraft.data", description=__doc__,
+        prog="python -m verl_ext_eval.textcraft.data", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="output folder (train.parquet, test.parquet, summary.json)")
     parser.add_argument("--format", default="agentgym", choices=sorted(FORMATS), help="assistant turn format")

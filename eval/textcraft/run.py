@@ -7,10 +7,10 @@ to ``<out_dir>/episodes.jsonl`` as each episode ends: a killed run, rerun with t
 plays only what is missing. Then ``summary.json``, ``report.md`` and charts (success by depth).
 
 Example:
-    python -m eval.textcraft backend.name=hf backend.model_path=/models/qwen3-0.6b episodes=20 \\
+    python -m verl_ext_eval.textcraft backend.name=hf backend.model_path=/models/qwen3-0.6b episodes=20 \\
         goal_list=adapt concurrency=16 format=agentgym max_rounds=30 sampling.max_new_tokens=150 \\
         sampling.temperature=0 out_dir=outputs/textcraft/qwen3-0.6b
-    python -m eval.textcraft backend.name=expert episodes=419 out_dir=/tmp/tc-expert   # 100% by design
+    python -m verl_ext_eval.textcraft backend.name=expert episodes=419 out_dir=/tmp/tc-expert   # 100% by design
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from eval.backends.base import Backend, SamplingParams
+from verl_ext_eval.backends.base import Backend, SamplingParams
 
 from .agent import DEFAULT_MAX_ROUNDS, PROMPT_STYLES, ExpertBackend, episode_key, run_episode
 from .env import Task, make_task, task_at
@@ -117,7 +117,7 @@ def make_run_backend(cfg: BackendConfig, fmt: str) -> Backend:
         return ExpertBackend(format=fmt)
     import inspect
 
-    from eval.backends import backend_class, make_backend
+    from verl_ext_eval.backends import backend_class, make_backend
 
     params = inspect.signature(backend_class(cfg.name).__init__).parameters
     settings = dict(cfg.options)
@@ -150,7 +150,7 @@ def guard_out_dir(cfg: RunConfig) -> None:
             lines = "\n".join(f"  {k}: before {before.get(k)!r}, now {current[k]!r}" for k in diff)
             raise RunConfigError(f"{out} holds results made with other settings:\n{lines}\n"
                                  f"use another out_dir, or delete {out / RESULTS_FILE} to start over")
-    from eval.results import atomic_write
+    from verl_ext_eval.results import atomic_write
 
     atomic_write(path, json.dumps(current, indent=2) + "\n")
 
@@ -190,8 +190,8 @@ async def run_episodes(cfg: RunConfig, backend: Backend, tasks: list[Task], resu
 def evaluate(cfg: RunConfig, backend: Backend | None = None) -> dict:
     """Run (or resume) the evaluation ``cfg`` describes and write its report; returns the summary.
     ``backend`` overrides ``cfg.backend`` (tests, benchmarks); it is not closed here."""
-    from eval.report import write_summary
-    from eval.results import ResultsFile
+    from verl_ext_eval.report import write_summary
+    from verl_ext_eval.results import ResultsFile
 
     from .summary import summarize
 
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     defaults = OmegaConf.to_yaml(OmegaConf.structured(RunConfig))
     parser = argparse.ArgumentParser(
-        prog="python -m eval.textcraft", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m verl_ext_eval.textcraft", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__, epilog="defaults (override any key with key=value):\n" + defaults)
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. episodes=50 backend.name=hf")
     return parser

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
-from eval.report import Section, mean_table, rate_table
+from verl_ext_eval.report import Section, mean_table, rate_table
 
 
 def _mean(values: Sequence[float]) -> float | None:

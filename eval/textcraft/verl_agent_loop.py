@@ -12,7 +12,7 @@ Dataset rows (``rl_row``) carry the task in ``extra_info``: ``goal`` (item id), 
     # textcraft_agent_loop.yaml, passed as
     # actor_rollout_ref.rollout.agent.agent_loop_config_path=textcraft_agent_loop.yaml
     - name: textcraft_agent
-      _target_: eval.textcraft.verl_agent_loop.TextCraftAgentLoop
+      _target_: verl_ext_eval.textcraft.verl_agent_loop.TextCraftAgentLoop
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .formats import get_format
 logger = logging.getLogger(__name__)
 
 AGENT_NAME = "textcraft_agent"
-AGENT_LOOP_CONFIG = [{"name": AGENT_NAME, "_target_": "eval.textcraft.verl_agent_loop.TextCraftAgentLoop"}]
+AGENT_LOOP_CONFIG = [{"name": AGENT_NAME, "_target_": "verl_ext_eval.textcraft.verl_agent_loop.TextCraftAgentLoop"}]
 
 
 class TextCraftRowError(ValueError):

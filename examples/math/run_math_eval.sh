@@ -10,7 +10,7 @@
 #   BACKEND=hf MODEL_PATH=Qwen/Qwen3-1.7B LIMIT=20 bash examples/math/run_math_eval.sh   # bundled offline set
 #
 # BACKEND: sglang | server (BASE_URL of a running OpenAI-compatible server) | hf. Any key of
-# `python -m eval.math --help` can be given after the script name (it replaces the default below).
+# `python -m verl_ext_eval.math --help` can be given after the script name (it replaces the default below).
 # Results: $OUT_DIR/samples.jsonl (one line per sample), summary.json, report.md, charts.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
@@ -49,4 +49,4 @@ fi
 drop_overridden "$@"
 
 set -x
-python -m eval.math "${ARGS[@]}" "$@"
+python -m verl_ext_eval.math "${ARGS[@]}" "$@"

@@ -7,7 +7,7 @@
 #   BACKEND=expert bash examples/textcraft/run_textcraft_eval.sh       # the scripted expert: 100% by design
 #
 # BACKEND: sglang (GPU engine in-process) | server (BASE_URL of a running OpenAI-compatible server)
-#          | hf (transformers, any device) | expert. Any key of `python -m eval.textcraft --help` can be
+#          | hf (transformers, any device) | expert. Any key of `python -m verl_ext_eval.textcraft --help` can be
 # given after the script name (it replaces the default below).
 # Results: $OUT_DIR/episodes.jsonl (one line per episode), summary.json, report.md, charts.
 set -euo pipefail
@@ -37,4 +37,4 @@ fi
 drop_overridden "$@"
 
 set -x
-python -m eval.textcraft "${ARGS[@]}" "$@"
+python -m verl_ext_eval.textcraft "${ARGS[@]}" "$@"

@@ -162,7 +162,7 @@ def test_jsonl_shards_with_bad_lines(tmp_path, write_jsonl, read_jsonl):
 # ---- LLM stages through a fake Backend -------------------------------------------------------
 
 class FakeBackend:
-    """Implements eval.backends.base.Backend: 'easy' problems always solved, 'medium' on the
+    """Implements verl_ext_eval.backends.base.Backend: 'easy' problems always solved, 'medium' on the
     first try only, 'hard' never; generation replies follow the requested format."""
 
     name = "fake"
@@ -172,7 +172,7 @@ class FakeBackend:
         self.closed = False
 
     async def chat(self, messages, params):
-        from eval.backends.base import Generation
+        from verl_ext_eval.backends.base import Generation
 
         prompt = messages[-1]["content"]
         self.calls.append((prompt, params.seed))
@@ -200,8 +200,8 @@ def _llm_rows():
 
 def test_llm_filter_keeps_problems_rarely_solved(tmp_path, write_jsonl, read_rows):
     from data_converters.openmath_llm import LLMOptions, LLMStage
-    from eval.backends.base import Backend, SamplingParams
-    from eval.math.grading import MathGrader
+    from verl_ext_eval.backends.base import Backend, SamplingParams
+    from verl_ext_eval.math.grading import MathGrader
 
     backend = FakeBackend()
     assert isinstance(backend, Backend)
@@ -237,7 +237,7 @@ def test_generate_from_seeds(tmp_path, write_jsonl, read_rows, read_jsonl):
 
 
 def test_cli_llm_filter_uses_make_backend(tmp_path, monkeypatch, write_jsonl, read_rows):
-    import eval.backends
+    import verl_ext_eval.backends
 
     made = {}
 
@@ -245,7 +245,7 @@ def test_cli_llm_filter_uses_make_backend(tmp_path, monkeypatch, write_jsonl, re
         made.update(name=name, cfg=cfg)
         return FakeBackend()
 
-    monkeypatch.setattr(eval.backends, "make_backend", fake_make_backend, raising=False)
+    monkeypatch.setattr(verl_ext_eval.backends, "make_backend", fake_make_backend, raising=False)
     src = write_jsonl(tmp_path / "s.jsonl", _llm_rows())
     out = tmp_path / "o"
     argv = [str(src), "--out", str(out), "--llm-filter", "--backend", "hf", "--backend-opt", "path=/m",
@@ -266,7 +266,7 @@ def test_cli_unknown_backend_setting_is_one_line_error(tmp_path, write_jsonl, ca
 
 @pytest.mark.slow
 def test_cli_llm_filter_with_real_hf_backend(tmp_path, write_jsonl, read_rows, tiny_model_dir):
-    """The real eval.backends 'hf' backend on the tiny random Qwen3: it never answers correctly,
+    """The real verl_ext_eval.backends 'hf' backend on the tiny random Qwen3: it never answers correctly,
     so every graded problem is kept with solve rate 0."""
     src = write_jsonl(tmp_path / "s.jsonl", _llm_rows()[:2])
     out = tmp_path / "o"

@@ -43,7 +43,7 @@ def test_raw_fast_math_jsonl_to_sft(tmp_path, tiny_model_dir):
 
 def test_textcraft_expert_data_sft_then_eval(tmp_path, tiny_model_dir):
     data = tmp_path / "tc"
-    _ok(["-m", "eval.textcraft.data", "--out", str(data), "--format", "agentgym", "--test-ratio", "0.2", "--seed", "0"])
+    _ok(["-m", "verl_ext_eval.textcraft.data", "--out", str(data), "--format", "agentgym", "--test-ratio", "0.2", "--seed", "0"])
     train_rows = pq.read_table(data / "train.parquet")
     test_goals = set(pq.read_table(data / "test.parquet").column("goal").to_pylist())
     assert not test_goals & set(train_rows.column("goal").to_pylist())
@@ -57,7 +57,7 @@ def test_textcraft_expert_data_sft_then_eval(tmp_path, tiny_model_dir):
     model = export(ckpt)
     goals = sorted(test_goals)[:3]
     out = tmp_path / "eval"
-    _ok(["-m", "eval.textcraft", "backend.name=hf", f"backend.model_path={model}", f"goals=[{','.join(goals)}]",
+    _ok(["-m", "verl_ext_eval.textcraft", "backend.name=hf", f"backend.model_path={model}", f"goals=[{','.join(goals)}]",
          "episodes=3", "max_rounds=2", "sampling.max_new_tokens=12", "concurrency=3", f"out_dir={out}", "progress=false"])
     records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert sorted(r["goal"] for r in records) == goals

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from eval.report import Section, markdown_table, mean_table, rate_table, write_summary
+from verl_ext_eval.report import Section, markdown_table, mean_table, rate_table, write_summary
 
 RECORDS = [
     {"depth": 1, "success": True, "turns": 3},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.results import ResultsFile, ResultsFileError, atomic_write
+from verl_ext_eval.results import ResultsFile, ResultsFileError, atomic_write
 
 
 def _lines(path: Path) -> list[str]:
@@ -72,7 +72,7 @@ def test_bad_records_are_rejected(tmp_path):
 
 _WRITER = """
 import sys, time
-from eval.results import ResultsFile
+from verl_ext_eval.results import ResultsFile
 rf = ResultsFile(sys.argv[1], "id")
 todo = [i for i in range(int(sys.argv[2])) if i not in rf.done()]
 for i in todo:

@@ -189,7 +189,7 @@ def test_textcraft_eval_with_the_expert(tmp_path):
 
 @pytest.mark.slow
 def test_math_eval_tiny_hf_run_uses_the_training_prompt(tmp_path, tiny_model_dir):
-    from eval.math.prompts import DEFAULT_TEMPLATE, render_prompt
+    from verl_ext_eval.math.prompts import DEFAULT_TEMPLATE, render_prompt
 
     proc = run_script("math/run_math_eval.sh", tmp_path, "grading.workers=1", "concurrency=2", "-q", BACKEND="hf",
                       MODEL_PATH=str(tiny_model_dir), LIMIT="2", MAX_NEW_TOKENS="4", OUT_DIR=str(tmp_path / "out"))

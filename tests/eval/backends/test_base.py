@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from eval.backends import BACKENDS, UnknownBackendError, make_backend
-from eval.backends.base import (
+from verl_ext_eval.backends import BACKENDS, UnknownBackendError, make_backend
+from verl_ext_eval.backends.base import (
     SamplingParams,
     build_generation,
     entropy_from_top_logprobs,
@@ -57,7 +57,7 @@ def test_registry_names_and_errors():
 
 
 def test_importing_backends_is_lazy():
-    code = ("import sys, eval.backends; from eval.backends import make_backend; "
+    code = ("import sys, verl_ext_eval.backends; from verl_ext_eval.backends import make_backend; "
             "print('sglang' in sys.modules, 'transformers' in sys.modules, 'httpx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
@@ -68,7 +68,7 @@ def test_sglang_backend_without_cuda_says_what_to_use(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the in-process engine would start")
-    from eval.backends.sglang_engine import BackendUnavailableError
+    from verl_ext_eval.backends.sglang_engine import BackendUnavailableError
 
     with pytest.raises(BackendUnavailableError, match="backend=server.*backend=hf"):
         make_backend("sglang", model_path=str(tmp_path))

@@ -6,8 +6,8 @@ import asyncio
 import pytest
 import torch
 
-from eval.backends import make_backend
-from eval.backends.base import SamplingParams
+from verl_ext_eval.backends import make_backend
+from verl_ext_eval.backends.base import SamplingParams
 
 PROMPTS = [
     "What is 2+3?",
@@ -117,7 +117,7 @@ def test_seeded_sampling_ignores_batch_companions(tiny):
 
 
 def test_bad_requests_fail_clearly(tiny, tmp_path):
-    from eval.backends.hf_local import HFBackendError
+    from verl_ext_eval.backends.hf_local import HFBackendError
 
     with pytest.raises(HFBackendError, match="max_new_tokens"):
         run(tiny.complete("x", SamplingParams(max_new_tokens=0)))

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from eval.backends.managed_server import LaunchSpec, ManagedServer, ServerLaunchError, port_is_free
+from verl_ext_eval.backends.managed_server import LaunchSpec, ManagedServer, ServerLaunchError, port_is_free
 
 FAKE = textwrap.dedent('''
     import argparse, os, signal, subprocess, sys, time

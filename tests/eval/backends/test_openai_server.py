@@ -11,10 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from eval.backends import make_backend  # noqa: E402
-from eval.backends.base import SamplingParams  # noqa: E402
-from eval.backends.managed_server import free_port  # noqa: E402
-from eval.backends.openai_server import ServerError  # noqa: E402
+from verl_ext_eval.backends import make_backend  # noqa: E402
+from verl_ext_eval.backends.base import SamplingParams  # noqa: E402
+from verl_ext_eval.backends.managed_server import free_port  # noqa: E402
+from verl_ext_eval.backends.openai_server import ServerError  # noqa: E402
 
 
 def run(coro):

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from eval.backends import make_backend
-from eval.backends.base import SamplingParams
-from eval.backends.managed_server import default_sglang_python, port_is_free
+from verl_ext_eval.backends import make_backend
+from verl_ext_eval.backends.base import SamplingParams
+from verl_ext_eval.backends.managed_server import default_sglang_python, port_is_free
 
 pytestmark = [
     pytest.mark.sglang,

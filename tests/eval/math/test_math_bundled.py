@@ -5,8 +5,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from eval.math.bundled import BUNDLED_PATH, FIELDS, SOURCES, allocate, generate, load_bundled, main, to_jsonl
-from eval.math.grading import grade_many
+from verl_ext_eval.math.bundled import BUNDLED_PATH, FIELDS, SOURCES, allocate, generate, load_bundled, main, to_jsonl
+from verl_ext_eval.math.grading import grade_many
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -16,7 +16,7 @@ def test_regenerating_gives_identical_bytes(tmp_path):
     assert main(["--out", str(a), "--n", "12", "--seed", "3"]) == 0
     # a separate interpreter with another hash seed: nothing may depend on set/dict hashing
     env = {"PYTHONHASHSEED": "987", "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-m", "eval.math.bundled", "--out", str(b), "--n", "12", "--seed", "3"],
+    subprocess.run([sys.executable, "-m", "verl_ext_eval.math.bundled", "--out", str(b), "--n", "12", "--seed", "3"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     assert a.read_bytes() == b.read_bytes()
     c = tmp_path / "c.jsonl"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.math.extract import (
+from verl_ext_eval.math.extract import (
     ANSWER_LINE,
     BOXED,
     FBOX,

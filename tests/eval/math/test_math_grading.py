@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from eval.math.grading import GradeResult, MathGrader, grade, grade_many
-from eval.math.normalize import as_number, fast_verdict, normalize_answer
+from verl_ext_eval.math.grading import GradeResult, MathGrader, grade, grade_many
+from verl_ext_eval.math.normalize import as_number, fast_verdict, normalize_answer
 
 # (gold, predicted answer): mathematically the same answer
 EQUIVALENT = [

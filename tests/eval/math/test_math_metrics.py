@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from eval.math.metrics import (
+from verl_ext_eval.math.metrics import (
     SampleScore,
     answer_reward,
     breakdown,

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from eval.math.pool import BoundedPool, PoolError
+from verl_ext_eval.math.pool import BoundedPool, PoolError
 
 TASKS = textwrap.dedent(
     """

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from eval.backends.base import Generation, SamplingParams
-from eval.math.bundled import load_bundled
-from eval.math.problems import ProblemDataError, load_problems, problems_from_rows
-from eval.math.prompts import DEFAULT_TEMPLATE, PromptError, render_prompt, resolve_prompt
-from eval.math.run import MathEvalConfig, RunConfigError, run_eval
+from verl_ext_eval.backends.base import Generation, SamplingParams
+from verl_ext_eval.math.bundled import load_bundled
+from verl_ext_eval.math.problems import ProblemDataError, load_problems, problems_from_rows
+from verl_ext_eval.math.prompts import DEFAULT_TEMPLATE, PromptError, render_prompt, resolve_prompt
+from verl_ext_eval.math.run import MathEvalConfig, RunConfigError, run_eval
 from verl_ext.overrides import DuplicateOverrideError, build_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -194,7 +194,7 @@ def test_overrides_are_strict():
 @pytest.mark.slow
 def test_hf_tiny_model_killed_half_way_then_resumed(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "eval.math", "-q", "backend.name=hf", f"backend.model_path={tiny_model_dir}",
+    cmd = [sys.executable, "-m", "verl_ext_eval.math", "-q", "backend.name=hf", f"backend.model_path={tiny_model_dir}",
            "limit=20", "sampling.max_new_tokens=24", "concurrency=2", "+backend.options.max_batch_size=2",
            "grading.workers=1", f"out_dir={out}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

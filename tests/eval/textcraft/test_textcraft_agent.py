@@ -5,8 +5,8 @@ import asyncio
 
 import pytest
 
-from eval.backends.base import Backend, Generation, SamplingParams
-from eval.textcraft.agent import (
+from verl_ext_eval.backends.base import Backend, Generation, SamplingParams
+from verl_ext_eval.textcraft.agent import (
     FAILURE_CONTEXT,
     FAILURE_STEP_LIMIT,
     FAILURE_UNPARSEABLE,
@@ -15,7 +15,7 @@ from eval.textcraft.agent import (
     is_context_error,
     run_episode,
 )
-from eval.textcraft.env import make_task, task_at
+from verl_ext_eval.textcraft.env import make_task, task_at
 
 
 class Scripted:

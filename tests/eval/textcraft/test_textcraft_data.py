@@ -5,10 +5,10 @@ import json
 
 import pyarrow.parquet as pq
 
-from eval.textcraft.agent import apply_turn
-from eval.textcraft.data import expert_trajectory, main, split_goals
-from eval.textcraft.env import TextCraftEnv, make_task
-from eval.textcraft.formats import get_format
+from verl_ext_eval.textcraft.agent import apply_turn
+from verl_ext_eval.textcraft.data import expert_trajectory, main, split_goals
+from verl_ext_eval.textcraft.env import TextCraftEnv, make_task
+from verl_ext_eval.textcraft.formats import get_format
 
 
 def test_cli_writes_disjoint_splits(tmp_path, capsys):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.textcraft.env import EnvStateError, TaskError, TextCraftEnv, make_task, task_at
-from eval.textcraft.recipes import load_recipe_book
+from verl_ext_eval.textcraft.env import EnvStateError, TaskError, TextCraftEnv, make_task, task_at
+from verl_ext_eval.textcraft.recipes import load_recipe_book
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -67,7 +67,7 @@ def test_deterministic_under_seed_and_across_hash_seeds():
     assert a == b
     orders = {make_task("minecraft:white_banner", seed=s).commands for s in range(5)}
     assert len(orders) > 1  # the seed shuffles
-    code = ("from eval.textcraft.env import task_at; import hashlib; "
+    code = ("from verl_ext_eval.textcraft.env import task_at; import hashlib; "
             "print(hashlib.sha1(''.join(task_at('adapt', i).observation for i in range(0, 419, 7)).encode()).hexdigest())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": str(h), "PATH": ""}, cwd=ROOT).stdout for h in (1, 2)}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from eval.textcraft.agent import DEFAULT_MAX_ROUNDS
-from eval.textcraft.data import expert_trajectory
-from eval.textcraft.env import make_task, task_at
-from eval.textcraft.expert import ExpertError, parse_observation, plan
-from eval.textcraft.formats import get_format
-from eval.textcraft.recipes import load_recipe_book
+from verl_ext_eval.textcraft.agent import DEFAULT_MAX_ROUNDS
+from verl_ext_eval.textcraft.data import expert_trajectory
+from verl_ext_eval.textcraft.env import make_task, task_at
+from verl_ext_eval.textcraft.expert import ExpertError, parse_observation, plan
+from verl_ext_eval.textcraft.formats import get_format
+from verl_ext_eval.textcraft.recipes import load_recipe_book
 
 # Fewest actions by hand. netherite block: 9 netherite ingots, each 4 gold ingots (36 crafts from
 # nuggets, a gold ingot cannot be fetched) + 9 + 1 crafts + 2 gets = 48. anvil: 3 iron blocks of

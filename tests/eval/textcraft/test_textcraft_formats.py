@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.textcraft.formats import THINK_REPLY, clean_action, get_format
+from verl_ext_eval.textcraft.formats import THINK_REPLY, clean_action, get_format
 
 AG = get_format("agentgym")
 AD = get_format("adapt")

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from eval.textcraft.recipes import (
+from verl_ext_eval.textcraft.recipes import (
     RecipeError,
     build_recipe_book,
     id_to_name,

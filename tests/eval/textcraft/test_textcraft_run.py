@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from eval.textcraft.agent import ExpertBackend
-from eval.textcraft.run import RunConfig, RunConfigError, evaluate, main
+from verl_ext_eval.textcraft.agent import ExpertBackend
+from verl_ext_eval.textcraft.run import RunConfig, RunConfigError, evaluate, main
 
 
 def cfg_for(tmp_path, **kw) -> RunConfig:

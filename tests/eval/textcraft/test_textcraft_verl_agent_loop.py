@@ -18,10 +18,10 @@ from verl.experimental.agent_loop.agent_loop import (  # noqa: E402
 )
 from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 
-from eval.textcraft.agent import apply_turn  # noqa: E402
-from eval.textcraft.env import TextCraftEnv, make_task  # noqa: E402
-from eval.textcraft.formats import get_format  # noqa: E402
-from eval.textcraft.verl_agent_loop import AGENT_NAME, TextCraftAgentLoop, TextCraftRowError, rl_row  # noqa: E402
+from verl_ext_eval.textcraft.agent import apply_turn  # noqa: E402
+from verl_ext_eval.textcraft.env import TextCraftEnv, make_task  # noqa: E402
+from verl_ext_eval.textcraft.formats import get_format  # noqa: E402
+from verl_ext_eval.textcraft.verl_agent_loop import AGENT_NAME, TextCraftAgentLoop, TextCraftRowError, rl_row  # noqa: E402
 from verl_ext.assets import load_qwen3_tokenizer  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def segments(mask):
 
 
 def test_registered_under_its_name():
-    assert _agent_loop_registry[AGENT_NAME]["_target_"] == "eval.textcraft.verl_agent_loop.TextCraftAgentLoop"
+    assert _agent_loop_registry[AGENT_NAME]["_target_"] == "verl_ext_eval.textcraft.verl_agent_loop.TextCraftAgentLoop"
 
 
 def test_expert_episode_tokens_masks_and_reward(tokenizer):
