@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 ROLES = ("system", "user", "assistant", "tool")
 # Role names seen in the wild (ShareGPT / AgentGym / LLaMA-Factory) mapped onto chat-template roles.
@@ -42,48 +42,71 @@ class RowRef:
 def read_rows(path: str, columns: Sequence[str] | None = None, limit: int | None = None) -> list[dict]:
     """Rows of a Parquet, JSONL or JSON-list file as plain Python dicts (no numpy, no pandas);
     ``limit`` reads only the first rows (preflight samples big files cheaply)."""
+    rows: list[dict] = []
+    for batch in iter_row_batches(path, columns=columns, batch_size=min(limit or 4096, 4096)):
+        rows.extend(row for _, row in batch)
+        if limit is not None and len(rows) >= limit:
+            return rows[:limit]
+    return rows
+
+
+def iter_row_batches(
+    path: str, columns: Sequence[str] | None = None, batch_size: int = 1024
+) -> Iterator[list[tuple[int, dict]]]:
+    """Stream ``(row index, row)`` pairs of a Parquet, JSONL or JSON-list file in batches, with
+    bounded memory for Parquet (record batches) and JSONL (line by line). Row indexes are 0-based
+    (the JSONL line number minus one for files without blank lines), as ``RowRef`` prints them."""
     path = os.path.expanduser(str(path))
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found (check data.train_files / data.val_files)")
     lower = path.lower()
     if lower.endswith((".jsonl", ".json")):
-        with open(path, encoding="utf-8") as f:
-            if lower.endswith(".json"):
-                rows = json.load(f)
-                if isinstance(rows, dict) and isinstance(rows.get("data"), list):  # {"data": [...]} exports
-                    rows = rows["data"]
-                if not isinstance(rows, list):
-                    raise DataError(f"{path}: a .json data file must hold a list of rows (or {{\"data\": [...]}})")
-            else:
-                rows = []
-                for i, line in enumerate(f):
-                    if limit is not None and len(rows) >= limit:
-                        break
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as e:
-                            raise DataError(f"{path}, line {i + 1}: not valid JSON ({e.msg})") from None
-        rows = rows[:limit] if limit is not None else rows
-        if columns:
-            rows = [{c: r.get(c) for c in columns} for r in rows]
-        return rows
+        yield from _json_batches(path, lower.endswith(".json"), columns, batch_size)
+        return
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False)
     except Exception as e:  # pyarrow raises several types for non-parquet input
         raise DataError(f"{path}: cannot read as Parquet ({e})") from None
     names = set(pf.schema_arrow.names)
     wanted = [c for c in columns if c in names] if columns else None
-    if limit is not None:
-        batch = next(pf.iter_batches(batch_size=max(1, limit), columns=wanted), None)
-        rows = [] if batch is None else batch.to_pylist()[:limit]
-    else:
-        rows = pf.read(columns=wanted).to_pylist()
-    # struct columns hold the union of keys over all rows, None where a row had none: drop that
-    # padding (an explicit null inside a Parquet struct cannot be told apart; JSON keeps its nulls)
-    return [{k: _drop_none(v) for k, v in row.items()} for row in rows]
+    start = 0
+    for batch in pf.iter_batches(batch_size=batch_size, columns=wanted):
+        # struct columns hold the union of keys over all rows, None where a row had none: drop that
+        # padding (an explicit null inside a Parquet struct cannot be told apart; JSON keeps its nulls)
+        rows = [{k: _drop_none(v) for k, v in row.items()} for row in batch.to_pylist()]
+        yield list(enumerate(rows, start))
+        start += len(rows)
+
+
+def _json_batches(path: str, whole: bool, columns, batch_size: int) -> Iterator[list[tuple[int, dict]]]:
+    pick = (lambda r: {c: r.get(c) for c in columns} if isinstance(r, dict) else r) if columns else (lambda r: r)
+    with open(path, encoding="utf-8") as f:
+        if whole:
+            rows = json.load(f)
+            if isinstance(rows, dict) and isinstance(rows.get("data"), list):  # {"data": [...]} exports
+                rows = rows["data"]
+            if not isinstance(rows, list):
+                raise DataError(f"{path}: a .json data file must hold a list of rows (or {{\"data\": [...]}})")
+            for lo in range(0, len(rows), batch_size):
+                yield [(i, pick(r)) for i, r in enumerate(rows[lo : lo + batch_size], lo)]
+            return
+        batch: list[tuple[int, dict]] = []
+        index = 0
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                batch.append((index, pick(json.loads(line))))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {i + 1}: not valid JSON ({e.msg})") from None
+            index += 1
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 def _drop_none(value: Any) -> Any:
