@@ -18,3 +18,15 @@ def tiny_model_dir():
     from verl_ext.assets import build_tiny_qwen3
 
     return build_tiny_qwen3()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_cache(tmp_path_factory):
+    """In-process datasets cache under a session temp dir, not the user's ~/.cache."""
+    from verl_ext import cache
+
+    root = tmp_path_factory.mktemp("data-cache")
+    original = cache.default_root
+    cache.default_root = lambda: root
+    yield root
+    cache.default_root = original

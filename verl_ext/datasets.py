@@ -1,12 +1,14 @@
 """Dataset classes for verl's ``data.custom_cls`` (``pkg://verl_ext.datasets``).
 
 verl's ``create_sft_dataset`` calls ``cls(parquet_files=..., tokenizer=..., config=data_cfg,
-processor=..., max_samples=...)``. Every row is validated and tokenized when the dataset is built, so
-a bad file stops the run (naming file and row) before any model is loaded, and the truncation policy
-is applied with a count of what it did.
+processor=..., max_samples=...)``. Rows are validated and encoded once into the tokenized cache
+(``verl_ext.cache``; every later start, resume and rank maps it), so a bad file stops the run
+(naming file and row) before any model is loaded, and the truncation policy is applied with a count
+of what it did.
 
 - ``ChatSFTDataset``: ``messages`` rows (multi-turn, tools, Qwen3 thinking) -> exact template render
-  with an assistant-only loss mask (see ``verl_ext.masks``).
+  with an assistant-only loss mask (see ``verl_ext.masks``); ``data.multiturn_mode=per_turn`` makes
+  one sample per trained assistant turn.
 - ``PromptResponseDataset``: column rows (``prompt``/``response``, e.g. ``problem``/``solution``),
   turned into a two-message conversation and encoded the same way, so the EOS is trained.
 """
@@ -22,11 +24,15 @@ import torch
 from torch.utils.data import Dataset
 
 from verl_ext.masks import ChatEncoder, Encoded, TemplateAlignmentError
-from verl_ext.rows import DataError, RowRef, iter_files, normalize_bool, normalize_messages, normalize_tools, read_rows
+from verl_ext.rows import DataError, RowRef, is_trained, iter_files, normalize_bool, normalize_messages, normalize_tools, read_rows
+from verl_ext.token_store import Sample
 
 logger = logging.getLogger(__name__)
 
 TRUNCATION = ("error", "left", "right")
+MULTITURN_MODES = ("single", "per_turn")
+# options that do not change the tokens (left out of the cache fingerprint)
+NOT_ENCODING = ("pad_mode",)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class DataOptions:
     response_key: str = "response"
     system_prompt: str | None = None
     prompt_template: str | None = None  # e.g. "{prompt}\n\nPut your final answer within \\boxed{{}}."
+    # single: one sample per conversation (one render); per_turn: one sample per trained assistant
+    # turn, its context rendered as inference sees it at that turn (see README "Multi-turn modes")
+    multiturn_mode: str = "single"
 
     @classmethod
     def from_config(cls, config: Any) -> "DataOptions":
@@ -65,33 +74,29 @@ class DataOptions:
         opts = cls(**values)
         if opts.truncation not in TRUNCATION:
             raise DataError(f"data.truncation={opts.truncation!r}; choose one of {', '.join(TRUNCATION)}")
+        if opts.multiturn_mode not in MULTITURN_MODES:
+            raise DataError(f"data.multiturn_mode={opts.multiturn_mode!r}; choose one of {', '.join(MULTITURN_MODES)}")
+        if opts.multiturn_mode == "per_turn" and opts.reasoning_in_history:
+            raise DataError("data.multiturn_mode=per_turn renders each turn's history as inference does; "
+                            "data.reasoning_in_history=true contradicts it: set one of them")
         if opts.pad_mode not in ("no_padding", "right"):
             raise DataError(f"data.pad_mode={opts.pad_mode!r}; choose no_padding (recommended) or right")
         return opts
 
 
-@dataclass(frozen=True)
-class Sample:
-    input_ids: np.ndarray
-    loss_mask: np.ndarray
-    ref: RowRef
-
-
 class _EncodedDataset(Dataset):
-    """Shared machinery: read files, turn rows into conversations, encode, truncate, serve."""
+    """Shared machinery: rows -> conversations -> encoded samples (through the tokenized cache,
+    ``verl_ext.cache``), served from a memory-mapped ``TokenStore``."""
 
     def __init__(self, parquet_files, tokenizer, config=None, processor=None, max_samples: int = -1):
+        from verl_ext import cache
+
         self._setup(tokenizer, config)
-        conversations = []
-        for path in iter_files(parquet_files):
-            for row_idx, row in enumerate(read_rows(path)):
-                conversations.append(self.to_conversation(row, RowRef(path, row_idx)))
-        if max_samples is not None and 0 < max_samples < len(conversations):
-            conversations = conversations[:max_samples]
-        self.samples = [s for s in (self._encode(*c) for c in _progress(conversations)) if s is not None]
-        if not self.samples:
-            raise DataError(f"no usable rows in {list(iter_files(parquet_files))}")
-        logger.info("verl-ext dataset: %s", self.stats)
+        files = [os.path.abspath(os.path.expanduser(p)) for p in iter_files(parquet_files)]
+        self.store, self.stats, self.cache_path = cache.load_or_build(type(self), files, tokenizer, config, max_samples)
+        if not len(self.store):
+            raise DataError(f"no usable rows in {files} ({self.stats})")
+        logger.info("verl-ext dataset: %s%s", self.stats, f" (cache {self.cache_path})" if self.cache_path else "")
 
     def _setup(self, tokenizer, config) -> None:
         self.opts = DataOptions.from_config(config)
@@ -101,39 +106,87 @@ class _EncodedDataset(Dataset):
             template_kwargs=dict(self.opts.apply_chat_template_kwargs or {}),
             reasoning_in_history=self.opts.reasoning_in_history,
         )
-        self.stats = {"rows": 0, "truncated": 0, "dropped_no_target": 0, "straddling_tokens": 0, "trained_tokens": 0}
+        self.stats = new_stats()
+
+    @classmethod
+    def row_encoder(cls, tokenizer, config) -> "_EncodedDataset":
+        """An instance that encodes rows (``encode_row``) without reading any file."""
+        self = cls.__new__(cls)
+        self._setup(tokenizer, config)
+        return self
 
     @classmethod
     def sample_lengths(cls, path: str, tokenizer, config, limit: int = 256) -> list[tuple[int, int]]:
-        """(tokens, trained tokens) of the first ``limit`` rows, validating them; for preflight."""
-        self = cls.__new__(cls)
-        self._setup(tokenizer, config)
+        """(tokens, trained tokens) of the samples of the first ``limit`` rows, validating them; for
+        preflight when no cache exists yet. Lengths are before truncation."""
+        self = cls.row_encoder(tokenizer, config)
         out = []
         for row_idx, row in enumerate(read_rows(path, limit=limit)):
-            messages, tools, thinking, ref = self.to_conversation(row, RowRef(path, row_idx))
-            enc = self.encoder.encode(messages, tools, thinking)
-            out.append((len(enc.input_ids), int(enc.loss_mask.sum())))
+            messages, tools, thinking, _ = self.to_conversation(row, RowRef(path, row_idx))
+            for _, conversation in self._per_sample(messages):
+                enc = self.encoder.encode(conversation, tools, thinking)
+                out.append((len(enc.input_ids), int(enc.loss_mask.sum())))
         return out
 
     # subclasses turn a raw row into (messages, tools, enable_thinking, ref)
     def to_conversation(self, row: dict, ref: RowRef) -> tuple[list[dict], list | None, bool | None, RowRef]:
         raise NotImplementedError
 
-    def _encode(self, messages, tools, enable_thinking, ref: RowRef) -> Sample | None:
+    def encode_row(self, row: dict, ref: RowRef) -> list[Sample]:
+        """One raw row -> its samples (one, or one per trained turn), truncated; updates ``stats``."""
+        messages, tools, thinking, ref = self.to_conversation(row, ref)
+        self.stats["rows"] += 1
+        out = []
+        for turn, conversation in self._per_sample(messages):
+            sample = self._encode(conversation, tools, thinking, ref, turn)
+            if sample is not None:
+                out.append(sample)
+        return out
+
+    def _check_inference_prefix(self, messages, tools, thinking, text: str, ref: RowRef, turn: int) -> None:
+        """per_turn's contract: the sample starts with the context as inference renders it."""
+        prompt = self.encoder.prompt(messages[:-1], tools, thinking)
+        if text.startswith(prompt):
+            return
+        hint = ""
+        if thinking is False and messages[-1].get("reasoning_content"):
+            hint = (" This row has thinking off but the turn has reasoning_content: the model would be "
+                    "prompted with an empty think block. Set enable_thinking true for the row or drop the reasoning.")
+        raise DataError(f"{ref}, turn {turn}: the template renders this turn's context differently from the "
+                        f"inference prompt at that turn, so per_turn cannot train it exactly.{hint}")
+
+    def _per_sample(self, messages: list[dict]):
+        """(turn, conversation) per sample. ``per_turn``: for each trained assistant turn, the
+        conversation up to it with only that turn trained; the template renders the history as it
+        does at inference for that turn (Qwen3 drops the reasoning of earlier turns), while the
+        turn keeps its own reasoning."""
+        if self.opts.multiturn_mode == "single":
+            yield -1, messages
+            return
+        for i, m in enumerate(messages):
+            if is_trained(m):
+                context = [{**x, "loss": False} if x["role"] == "assistant" else x for x in messages[:i]]
+                yield i, context + [m]
+
+    def _encode(self, messages, tools, enable_thinking, ref: RowRef, turn: int = -1) -> Sample | None:
         try:
             enc: Encoded = self.encoder.encode(messages, tools, enable_thinking)
         except TemplateAlignmentError as e:
             raise DataError(f"{ref}: {e}") from None
         except Exception as e:  # jinja errors from the template (e.g. roles it does not allow)
             raise DataError(f"{ref}: the chat template failed on this conversation: {e}") from None
+        if turn >= 0:
+            self._check_inference_prefix(messages, tools, enable_thinking, enc.text, ref, turn)
         ids, mask = enc.input_ids, enc.loss_mask
-        self.stats["rows"] += 1
+        length = len(ids)
+        self.stats["samples_encoded"] += 1
         self.stats["straddling_tokens"] += enc.straddling_tokens
         max_len = self.opts.max_length
         if len(ids) > max_len:
             if self.opts.truncation == "error":
+                where = f"{ref}" + (f", turn {turn}" if turn >= 0 else "")
                 raise DataError(
-                    f"{ref}: {len(ids)} tokens > data.max_length={max_len}. Raise data.max_length, "
+                    f"{where}: {len(ids)} tokens > data.max_length={max_len}. Raise data.max_length, "
                     "filter long rows (data_converters --max-tokens), or set data.truncation=left|right"
                 )
             self.stats["truncated"] += 1
@@ -141,18 +194,20 @@ class _EncodedDataset(Dataset):
             ids, mask = ids[sl], mask[sl]
         if mask[1:].sum() == 0:  # the first token is never a target (the loss rolls the mask by one)
             self.stats["dropped_no_target"] += 1
-            logger.warning("%s: no trained token left after truncation; row skipped", ref)
+            logger.warning("%s: no trained token left after truncation; sample skipped", ref)
             return None
+        self.stats["samples"] += 1
+        self.stats["tokens"] += len(ids)
         self.stats["trained_tokens"] += int(mask.sum())
-        return Sample(ids, mask, ref)
+        return Sample(ids, mask, ref, turn, length)
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.store)
 
     def __getitem__(self, item: int) -> dict:
-        s = self.samples[item]
-        input_ids = torch.from_numpy(s.input_ids)
-        loss_mask = torch.from_numpy(s.loss_mask.astype(np.int64))
+        ids, mask = self.store.get(item)
+        input_ids = torch.from_numpy(ids.astype(np.int64))
+        loss_mask = torch.from_numpy(mask.astype(np.int64))
         n = len(input_ids)
         if self.opts.pad_mode == "no_padding":
             return {"input_ids": input_ids, "position_ids": torch.arange(n), "loss_mask": loss_mask}
@@ -213,10 +268,7 @@ class PromptResponseDataset(_EncodedDataset):
 DATASETS = {"chat": ChatSFTDataset, "prompt_response": PromptResponseDataset}
 
 
-def _progress(items: list):
-    """A progress bar on rank 0 only (every rank builds its own copy)."""
-    if os.environ.get("RANK", "0") != "0" or len(items) < 500:
-        return items
-    from tqdm import tqdm
 
-    return tqdm(items, desc="verl-ext: tokenizing", unit="row")
+def new_stats() -> dict:
+    """Counters of one build; summed over workers, stored in the cache's meta.json."""
+    return dict.fromkeys(("rows", "samples", "samples_encoded", "truncated", "dropped_no_target", "straddling_tokens", "tokens", "trained_tokens"), 0)

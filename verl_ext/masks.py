@@ -92,11 +92,19 @@ class ChatEncoder:
             self._probe_cache[key] = (gen, tail.rstrip(), cuts)
         return self._probe_cache[key]
 
-    # -- encoding -------------------------------------------------------------------------
-    def encode(self, messages: list[dict], tools: list | None = None, enable_thinking: bool | None = None) -> Encoded:
+    def prompt(self, messages: list[dict], tools: list | None = None, enable_thinking: bool | None = None) -> str:
+        """What inference renders before the model's next turn (``add_generation_prompt=True``)."""
+        return self.render(messages, tools, self._kwargs(enable_thinking), generation_prompt=True)
+
+    def _kwargs(self, enable_thinking: bool | None) -> dict:
         kwargs = dict(self.template_kwargs)
         if enable_thinking is not None:
             kwargs["enable_thinking"] = enable_thinking
+        return kwargs
+
+    # -- encoding -------------------------------------------------------------------------
+    def encode(self, messages: list[dict], tools: list | None = None, enable_thinking: bool | None = None) -> Encoded:
+        kwargs = self._kwargs(enable_thinking)
         text = self.render(messages, tools, kwargs)
         content_spans = self._content_spans(messages, tools, kwargs, text)
         if self.reasoning_in_history:
