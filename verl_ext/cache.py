@@ -135,12 +135,21 @@ def fingerprint(inputs: dict) -> str:
 
 # ---------------------------------------------------------------------------- entry point
 def load_or_build(dataset_cls, files: list[str], tokenizer, config, max_samples: int | None = None, *,
-                  progress: bool | None = None) -> tuple[TokenStore, dict, str | None]:
-    """(store, stats, cache folder or None) for these files under this config (see module doc)."""
+                  progress: bool | None = None, producer=None) -> tuple[TokenStore, dict, str | None]:
+    """(store, stats, cache folder or None) for these files under this config (see module doc).
+    ``producer(encoder, stats)`` yields the record batches of a build (default: this machine's
+    cores; ``verl_ext.cache_ray`` passes a Ray one)."""
     copts = CacheOptions.from_config(config)
     encoder = dataset_cls.row_encoder(tokenizer, config)
+    if producer is None:
+        workers = copts.workers()
+
+        def producer(enc, stats):
+            return _encoded_batches(enc, files, max_samples, workers, progress, stats)
+
     if copts.cache == "off":
-        table, stats = _encode_all(encoder, files, max_samples, copts.workers(), progress)
+        stats: dict = {}
+        table = pa.Table.from_batches(list(producer(encoder, stats)), schema=token_store.SCHEMA)
         return TokenStore(table, files), stats, None
     inputs = fingerprint_inputs(dataset_cls, files, tokenizer, encoder.opts, max_samples, copts.cache_hash)
     root = copts.root()
@@ -154,7 +163,7 @@ def load_or_build(dataset_cls, files: list[str], tokenizer, config, max_samples:
     root.mkdir(parents=True, exist_ok=True)
     with _locked(final.with_name(final.name + ".lock")):
         if not _complete(final, fresh_after):  # another node or job may have built it meanwhile
-            _build(encoder, files, max_samples, copts, inputs, final, progress)
+            _build(final, inputs, files, lambda stats: producer(encoder, stats))
     return _open(final, files)
 
 
@@ -173,7 +182,8 @@ def read_meta(folder: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------- build
-def _build(encoder, files, max_samples, copts: CacheOptions, inputs: dict, final: Path, progress) -> None:
+def _build(final: Path, inputs: dict, files: list[str], produce) -> None:
+    """Write ``produce(stats)``'s batches into a temp folder, then rename it to ``final``."""
     for stale in final.parent.glob(final.name + ".tmp-*"):  # left by a killed build (we hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
     error_marker = _error_marker(final)
@@ -181,15 +191,13 @@ def _build(encoder, files, max_samples, copts: CacheOptions, inputs: dict, final
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True)
     t0 = time.monotonic()
-    workers = copts.workers()
+    stats: dict = {}
     try:
-        stats: dict = {}
-        n = token_store.write(str(tmp), _encoded_batches(encoder, files, max_samples, workers, progress, stats))
+        n = token_store.write(str(tmp), produce(stats))
         with open(tmp / token_store.DATA_FILE, "rb") as f:
             os.fsync(f.fileno())
-        meta = {"fingerprint": final.name, "inputs": inputs, "stats": stats, "samples": n,
-                "files": list(files), "workers": workers, "build_s": round(time.monotonic() - t0, 3),
-                "created": time.time()}
+        meta = {"fingerprint": final.name, "inputs": inputs, "stats": stats, "samples": n, "files": list(files),
+                "build_s": round(time.monotonic() - t0, 3), "created": time.time()}
         _write_json(tmp / META_FILE, meta)
         if final.exists():  # data.cache=rebuild
             shutil.rmtree(final)
@@ -202,14 +210,7 @@ def _build(encoder, files, max_samples, copts: CacheOptions, inputs: dict, final
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.warning("[verl-ext] tokenized cache built in %.1fs (%d workers): %s -> %s",
-                   time.monotonic() - t0, workers, stats, final)
-
-
-def _encode_all(encoder, files, max_samples, workers, progress) -> tuple[pa.Table, dict]:
-    stats: dict = {}
-    batches = list(_encoded_batches(encoder, files, max_samples, workers, progress, stats))
-    return pa.Table.from_batches(batches, schema=token_store.SCHEMA), stats
+    logger.warning("[verl-ext] tokenized cache built in %.1fs: %s -> %s", time.monotonic() - t0, stats, final)
 
 
 def _row_chunks(files: list[str], max_samples: int | None) -> Iterator[list[tuple[str, int, dict]]]:
@@ -233,25 +234,29 @@ def _encoded_batches(encoder, files, max_samples, workers, progress, stats: dict
     stats.update(new_stats())
     file_index = {p: i for i, p in enumerate(files)}
     total = _count_rows(files, max_samples)
+    if total is not None and total < POOL_MIN_ROWS:
+        workers = 1
+    stats["workers"] = workers
     bar = _bar(total, progress)
     chunks = _row_chunks(files, max_samples)
     try:
-        if workers <= 1 or (total is not None and total < POOL_MIN_ROWS):
-            results = (_encode_chunk_with(encoder, chunk) for chunk in chunks)
-            yield from _collect(results, stats, file_index, bar)
+        if workers <= 1:
+            results = (encode_chunk(encoder, chunk) for chunk in chunks)
+            yield from collect(results, stats, file_index, bar)
         else:
-            yield from _collect(_pooled(encoder, chunks, workers), stats, file_index, bar)
+            yield from collect(_pooled(encoder, chunks, workers), stats, file_index, bar)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _collect(results, stats, file_index, bar) -> Iterator[pa.RecordBatch]:
+def collect(results, stats, file_index, bar=None) -> Iterator[pa.RecordBatch]:
+    """(samples, counters, rows) results -> record batches of ~4M tokens; counters summed into stats."""
     pending: list = []
     size = 0
     for samples, chunk_stats, n_rows in results:
         for k, v in chunk_stats.items():
-            stats[k] += v
+            stats[k] = stats.get(k, 0) + v
         pending.extend(samples)
         size += sum(len(s.input_ids) for s in samples)
         if bar is not None:
@@ -273,10 +278,10 @@ def _init_worker(encoder) -> None:
 
 
 def _encode_chunk(chunk):
-    return _encode_chunk_with(_WORKER_ENCODER, chunk)
+    return encode_chunk(_WORKER_ENCODER, chunk)
 
 
-def _encode_chunk_with(encoder, chunk: list[tuple[str, int, dict]]):
+def encode_chunk(encoder, chunk: list[tuple[str, int, dict]]):
     """(samples, counters, rows) of one chunk; a DataError names file and row."""
     from verl_ext.datasets import new_stats
 

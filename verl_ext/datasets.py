@@ -66,8 +66,8 @@ class DataOptions:
             v = config.get(f.name, None) if hasattr(config, "get") else None
             if v is not None:
                 values[f.name] = v
-        if "apply_chat_template_kwargs" in values:
-            values["apply_chat_template_kwargs"] = dict(values["apply_chat_template_kwargs"])
+        if "apply_chat_template_kwargs" in values:  # {} (verl's YAML default) == none
+            values["apply_chat_template_kwargs"] = dict(values["apply_chat_template_kwargs"]) or None
         edt = values.get("enable_thinking_default")
         if isinstance(edt, str):  # verl's YAML default is the string "none"
             values["enable_thinking_default"] = {"none": None, "true": True, "false": False}.get(edt.lower())

@@ -35,6 +35,7 @@ class Plan:
     checkpoint_steps: tuple[int, ...]
     checkpoints_kept: int
     checkpoint_bytes: int | None  # one checkpoint
+    exact: bool = False  # rows = samples counted in the tokenized cache
 
     @property
     def checkpoint_bytes_on_disk(self) -> int | None:
@@ -47,7 +48,7 @@ class Plan:
         return "\n".join(
             [
                 "plan:",
-                f"  rows              {self.rows:,} (train files)",
+                f"  rows              {self.rows:,} " + ("(samples in the tokenized cache)" if self.exact else "(train files)"),
                 f"  processes         {self.processes} = dp {self.dp} x sp {self.sp}",
                 f"  batch             {self.global_batch} global = {self.per_rank_batch} per dp rank",
                 f"  steps per epoch   {self.steps_per_epoch}",
@@ -112,15 +113,21 @@ def _sampler_len(rows: int, dp: int) -> int:
     return rows // dp
 
 
-def make_plan(config: DictConfig, nproc: int, lengths: list[tuple[int, int]], params: int | None) -> Plan:
+def make_plan(config: DictConfig, nproc: int, lengths: list[tuple[int, int]], params: int | None,
+              samples: int | None = None) -> Plan:
+    """``samples``: the exact train sample count from the tokenized cache (after drops and per_turn
+    expansion); without it, rows of the train files."""
     sp = int(config.engine.get("ulysses_sequence_parallel_size", 1))
     dp = max(1, nproc // sp)
     gbs = int(config.data.train_batch_size)
     per_rank = max(1, gbs // dp)
-    rows = sum(count_rows(p) for p in iter_files(config.data.train_files) if os.path.exists(os.path.expanduser(p)))
-    max_samples = int(config.data.get("train_max_samples", -1) or -1)
-    if 0 < max_samples < rows:
-        rows = max_samples
+    if samples is not None:
+        rows = samples
+    else:
+        rows = sum(count_rows(p) for p in iter_files(config.data.train_files) if os.path.exists(os.path.expanduser(p)))
+        max_samples = int(config.data.get("train_max_samples", -1) or -1)
+        if 0 < max_samples < rows:
+            rows = max_samples
     steps_per_epoch = _sampler_len(rows, dp) // per_rank
     total = config.trainer.total_training_steps
     total = int(total) if total is not None else steps_per_epoch * int(config.trainer.total_epochs)
@@ -152,6 +159,7 @@ def make_plan(config: DictConfig, nproc: int, lengths: list[tuple[int, int]], pa
         epochs=epochs,
         grad_accumulation=accum,
         tokens_per_step=int(mean_tokens * gbs) if mean_tokens else None,
+        exact=samples is not None,
         checkpoint_steps=tuple(ck),
         checkpoints_kept=kept,
         checkpoint_bytes=_checkpoint_bytes(config, params),

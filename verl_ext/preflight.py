@@ -80,12 +80,14 @@ def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> 
     _check_plugin(report)
     model_cfg = _check_model(config, report)
     _check_parallel(config, nproc, model_cfg, report)
-    lengths = _check_data(config, report, sample_rows)
+    lengths, samples = _check_data(config, report, sample_rows)
     _check_resume(config, report)
+    _check_launch(config, report)
     from verl_ext.plan import count_params, make_plan
 
     if not report.errors or lengths:
-        report.plan = make_plan(config, nproc, lengths, count_params(os.path.expanduser(str(config.model.path))))
+        report.plan = make_plan(config, nproc, lengths, count_params(os.path.expanduser(str(config.model.path))),
+                                samples=samples)
         _check_disk(config, report)
     return report
 
@@ -148,7 +150,9 @@ def _check_parallel(config: DictConfig, nproc: int, model_cfg: dict | None, repo
                 report.errors.append(f"sequence parallel size {sp} and num_key_value_heads={kv}: one must divide the other")
 
 
-def _check_data(config: DictConfig, report: Report, sample_rows: int) -> list[tuple[int, int]]:
+def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[list[tuple[int, int]], int | None]:
+    """Validate the data files; (tokens, trained tokens) per train sample and, when the tokenized
+    cache of the train files exists, their exact sample count (else ``None``: a sample of rows)."""
     name = config.data.custom_cls.get("name")
     from verl_ext import datasets
 
@@ -159,37 +163,68 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> list[tu
     if config.get("gen_eval", {}).get("enable") and not config.data.val_files:
         report.errors.append("gen_eval.enable=true needs data.val_files (generation eval runs at validation steps)")
     lengths: list[tuple[int, int]] = []
-    files = [("data.train_files", p) for p in iter_files(config.data.train_files)]
+    samples = None
+    groups = [("data.train_files", config.data.train_files, config.data.get("train_max_samples", -1))]
     if config.data.val_files:
-        files += [("data.val_files", p) for p in iter_files(config.data.val_files)]
+        groups.append(("data.val_files", config.data.val_files, config.data.get("val_max_samples", -1)))
     tokenizer = None
-    for key, path in files:
-        if not os.path.exists(os.path.expanduser(path)):
-            report.errors.append(f"{key}: {path} does not exist")
-            continue
-        if cls is None:
+    for key, paths, max_samples in groups:
+        files = [os.path.abspath(os.path.expanduser(p)) for p in iter_files(paths)]
+        missing = [p for p in files if not os.path.exists(p)]
+        report.errors += [f"{key}: {p} does not exist" for p in missing]
+        if cls is None or missing:
             continue
         if tokenizer is None:
             tokenizer = _tokenizer(config, report)
             if tokenizer is None:
-                return lengths
+                return lengths, samples
         try:
-            sample = cls.sample_lengths(os.path.expanduser(path), tokenizer, config.data, limit=sample_rows)
+            found = _from_cache(cls, files, tokenizer, config, max_samples, key, report)
+            if found is None:
+                sample = [x for p in files for x in cls.sample_lengths(p, tokenizer, config.data, limit=sample_rows)]
+            else:
+                sample = found
         except DataError as e:
             report.errors.append(f"{key}: {e}")
             continue
         if key == "data.train_files":
             lengths += sample
+            samples = None if found is None else len(found)
     if lengths:
-        max_len = int(config.data.max_length)
-        over = sum(1 for n, _ in lengths if n > max_len)
-        if over:
-            share = f"{over}/{len(lengths)} sampled rows ({100 * over / len(lengths):.0f}%) exceed data.max_length={max_len}"
-            if config.data.truncation == "error":
-                report.errors.append(f"{share}; with data.truncation=error the run stops at them: raise max_length, filter, or truncate")
-            else:
-                report.notes.append(f"{share}; they will be truncated ({config.data.truncation}) or dropped if no target is left")
-    return lengths
+        _check_lengths(config, report, lengths, exact=samples is not None)
+    return lengths, samples
+
+
+def _from_cache(cls, files, tokenizer, config, max_samples, key: str, report: Report) -> list[tuple[int, int]] | None:
+    """(length before truncation, trained tokens) of every sample in the existing cache, or None."""
+    from verl_ext import cache
+
+    folder = cache.find(cls, files, tokenizer, config.data, max_samples)
+    if folder is None:
+        report.notes.append(f"{key}: no tokenized cache yet; checked a sample of rows (it is built at start, "
+                            "or ahead of time with verl-ext prepare)")
+        return None
+    meta = cache.read_meta(folder)
+    store = cache.TokenStore.open(str(folder), meta["files"])
+    st = meta["stats"]
+    report.notes.append(
+        f"{key}: tokenized cache {folder}: {st['samples']:,} samples from {st['rows']:,} rows, {st['tokens']:,} tokens "
+        f"({st['trained_tokens']:,} trained), {st['truncated']:,} truncated, {st['dropped_no_target']:,} dropped"
+    )
+    return list(zip(store.table.column("length").to_numpy().tolist(), store.trained_counts().tolist()))
+
+
+def _check_lengths(config: DictConfig, report: Report, lengths: list[tuple[int, int]], exact: bool) -> None:
+    max_len = int(config.data.max_length)
+    over = sum(1 for n, _ in lengths if n > max_len)
+    if not over:
+        return
+    what = "samples" if exact else "sampled rows"
+    share = f"{over}/{len(lengths)} {what} ({100 * over / len(lengths):.0f}%) exceed data.max_length={max_len}"
+    if config.data.truncation == "error":
+        report.errors.append(f"{share}; with data.truncation=error the run stops at them: raise max_length, filter, or truncate")
+    else:
+        report.notes.append(f"{share}; they will be truncated ({config.data.truncation}) or dropped if no target is left")
 
 
 def _tokenizer(config: DictConfig, report: Report):
@@ -201,6 +236,13 @@ def _tokenizer(config: DictConfig, report: Report):
     except Exception as e:
         report.errors.append(f"cannot load the tokenizer from {path} ({type(e).__name__}); data rows cannot be checked")
         return None
+
+
+def _check_launch(config: DictConfig, report: Report) -> None:
+    """trainer.launcher/nnodes/rendezvous and, for Ray, the cluster's resources (``verl_ext.launch``)."""
+    from verl_ext.launch import launch_problems
+
+    report.errors += launch_problems(config, dict(os.environ))
 
 
 def _check_resume(config: DictConfig, report: Report) -> None:

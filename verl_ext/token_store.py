@@ -115,6 +115,14 @@ class TokenStore:
         """Tokens per sample after truncation (what is trained on)."""
         return np.diff(self.table.column("input_ids").combine_chunks().offsets.to_numpy())
 
+    def trained_counts(self) -> np.ndarray:
+        """Trained (loss) tokens per sample."""
+        col = self.table.column("loss_mask").combine_chunks()
+        values = col.flatten().to_numpy().astype(np.int64)
+        csum = np.concatenate([[0], np.cumsum(values)])
+        offsets = col.offsets.to_numpy()
+        return csum[offsets[1:]] - csum[offsets[:-1]]
+
     # DataLoader workers started with spawn/forkserver re-map the file instead of pickling the table
     def __getstate__(self) -> dict:
         return {"files": self.files, "path": self.path, "table": None if self.path else self.table}

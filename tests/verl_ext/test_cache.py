@@ -23,7 +23,7 @@ def rows(n, words=6, offset=0):
         {"messages": [{"role": "system", "content": "Be brief."},
                       {"role": "user", "content": f"Question {i + offset}: " + "why " * (i % 5)},
                       {"role": "assistant", "content": f"Answer {i + offset}. " + "because " * words,
-                       "reasoning_content": f"think {i}" if i % 2 else ""},
+                       "reasoning_content": f"think {i}" if i % 2 and i % 3 else ""},
                       {"role": "user", "content": "more?"},
                       {"role": "assistant", "content": "no " * (1 + i % 3)}],
          "enable_thinking": bool(i % 3)}
@@ -135,7 +135,7 @@ def test_parallel_build_equals_single_process(tmp_path, qwen3_tokenizer, monkeyp
     path = write(tmp_path / "t.parquet", rows(300))
     one = ChatSFTDataset(path, qwen3_tokenizer, cfg(tmp_path / "c", cache="off", cache_workers=1))
     two = ChatSFTDataset(path, qwen3_tokenizer, cfg(tmp_path / "c2", cache_workers=2))
-    assert cache.read_meta(two.cache_path)["workers"] == 2
+    assert cache.read_meta(two.cache_path)["stats"]["workers"] == 2
     assert items(one) == items(two)
     assert [one.store.ref(i) for i in (0, 150, 299)] == [two.store.ref(i) for i in (0, 150, 299)]
 
