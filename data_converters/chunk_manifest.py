@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from data_converters.parquet_io import ConversionError, atomic_write_text
+from data_converters.parquet_io import ConversionError
+from verl_ext.io import atomic_write
 
 VERSION = 1
 
@@ -39,4 +40,4 @@ class Manifest:
     def record(self, name: str, entry: dict) -> None:
         self.chunks[name] = entry
         payload = {"version": VERSION, "fingerprint": self.fingerprint, "chunks": self.chunks}
-        atomic_write_text(self.path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+        atomic_write(self.path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")

@@ -17,11 +17,12 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from data_converters.parquet_io import Chunk, ConversionError, Reject
+from data_converters.parquet_io import ConversionError, Reject
 from data_converters.pipeline import (
     Kept, Outcome, convert_files, expand_inputs, make_parser, progress_bar, run_main,
 )
 from data_converters.token_count import TokenCounter
+from verl_ext.io import Chunk
 from verl_ext_eval.math.extract import final_segment, last_boxed, strip_boxed
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"

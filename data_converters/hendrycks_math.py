@@ -13,8 +13,9 @@ from typing import Iterable, Sequence
 
 import pyarrow as pa
 
-from data_converters.parquet_io import Chunk, ConversionError, Reject, RejectSink, iter_chunks
+from data_converters.parquet_io import ConversionError, Reject, RejectSink, iter_chunks
 from data_converters.pipeline import Kept, Outcome, convert_files, make_parser, run_main
+from verl_ext.io import Chunk
 from verl_ext_eval.math.extract import last_boxed
 
 SPLITS = ("train", "test")

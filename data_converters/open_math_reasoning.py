@@ -26,8 +26,9 @@ from data_converters.chunk_manifest import Manifest
 from data_converters.openmath_rows import (
     OUTPUT_SCHEMA, FileSpan, filtered_mask, is_filtered, output_table, plan_files, read_range, row_reasons,
 )
-from data_converters.parquet_io import ConversionError, ParquetChunkWriter, Reject, RejectSink, Summary
+from data_converters.parquet_io import ConversionError, Reject, RejectSink, Summary
 from data_converters.pipeline import Kept, Outcome, expand_inputs, make_parser, run_main
+from verl_ext.io import ParquetChunkWriter
 
 logger = logging.getLogger(__name__)
 

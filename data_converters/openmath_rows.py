@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_converters.parquet_io import ConversionError, Reject, RejectSink, input_kind, open_parquet
+from data_converters.parquet_io import ConversionError, Reject, RejectSink
+from verl_ext.io import BadLine, decode_line, input_kind, iter_lines, open_parquet
 
 TEXT_COLUMNS = ("problem", "generated_solution")
 STRING_COLUMNS = ("expected_answer", "problem_type", "problem_source", "generation_model",
@@ -43,8 +44,7 @@ class FileSpan:
 
 
 def _jsonl_rows(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())
+    return sum(1 for _ in iter_lines(path))
 
 
 def plan_files(paths: Sequence[Path]) -> list[FileSpan]:
@@ -120,25 +120,20 @@ def conform(table: pa.Table, file: str) -> pa.Table:
 def _jsonl_range(path: Path, a: int, b: int, batch_size: int, rejects: RejectSink) -> Iterator[Batch]:
     rows: list[dict] = []
     positions: list[int] = []
-    index = -1
-    with path.open("rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            index += 1
-            if index < a:
-                continue
-            if index >= b:
-                break
-            record = _json_record(raw)
-            if isinstance(record, Reject):
-                rejects.add(str(path), "line", line_no, record, raw.decode("utf-8", "replace"))
-            else:
-                rows.append(record)
-                positions.append(line_no)
-            if len(rows) >= batch_size:
-                yield Batch(str(path), "line", positions, pa.Table.from_pylist(rows, schema=INPUT_SCHEMA))
-                rows, positions = [], []
+    for index, (line_no, raw) in enumerate(iter_lines(path)):
+        if index < a:
+            continue
+        if index >= b:
+            break
+        record = _json_record(raw)
+        if isinstance(record, Reject):
+            rejects.add(str(path), "line", line_no, record, raw.decode("utf-8", "replace"))
+        else:
+            rows.append(record)
+            positions.append(line_no)
+        if len(rows) >= batch_size:
+            yield Batch(str(path), "line", positions, pa.Table.from_pylist(rows, schema=INPUT_SCHEMA))
+            rows, positions = [], []
     if rows:
         yield Batch(str(path), "line", positions, pa.Table.from_pylist(rows, schema=INPUT_SCHEMA))
 
@@ -156,11 +151,9 @@ def _as_string(value: Any) -> str | None:
 def _json_record(raw: bytes) -> dict | Reject:
     """One JSONL line → a dict of INPUT_SCHEMA types, or a Reject."""
     try:
-        record = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return Reject("invalid_utf8", str(exc))
-    except ValueError as exc:
-        return Reject("malformed_json", str(exc))
+        record = decode_line(raw)
+    except BadLine as exc:
+        return Reject(exc.reason, exc.detail)
     if not isinstance(record, dict):
         return Reject("not_an_object", f"got {type(record).__name__}")
     out: dict[str, Any] = {}

@@ -16,9 +16,8 @@ from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
 
-from data_converters.parquet_io import (
-    Chunk, ConversionError, ParquetChunkWriter, Reject, RejectSink, Summary, count_rows, iter_chunks,
-)
+from data_converters.parquet_io import ConversionError, Reject, RejectSink, Summary, iter_chunks
+from verl_ext.io import Chunk, ParquetChunkWriter, ReadError, count_rows
 
 logger = logging.getLogger(__name__)
 
@@ -149,11 +148,12 @@ def progress_bar(inputs: Iterable[Path], desc: str, disable: bool):
 
 
 def run_main(body: Callable[[], Summary]) -> int:
-    """Run a CLI body: print the summary, or one line for a ConversionError (exit 2)."""
+    """Run a CLI body: print the summary, or one line for a ConversionError or an unreadable
+    input (exit 2)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = body()
-    except ConversionError as exc:
+    except (ConversionError, ReadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.render())

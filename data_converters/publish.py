@@ -19,10 +19,9 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_converters.parquet_io import (
-    ConversionError, ParquetChunkWriter, Reject, RejectSink, Summary, atomic_write_text, iter_chunks,
-)
+from data_converters.parquet_io import ConversionError, Reject, RejectSink, Summary, iter_chunks
 from data_converters.pipeline import make_parser, run_main
+from verl_ext.io import ParquetChunkWriter, atomic_write, count_rows, open_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def write_file(path: Path, target: Path, schema: pa.Schema, work: Path, allow_re
     writer = ParquetChunkWriter(target, schema)
     try:
         if path.suffix.lower() == ".parquet":
-            for batch in pq.ParquetFile(path).iter_batches(batch_size):
+            for batch in open_parquet(path).iter_batches(batch_size):
                 writer.write_table(pa.Table.from_batches([batch]))
         else:
             for rows in _records(path, rejects, batch_size):
@@ -136,7 +135,7 @@ def publish_folder(src: Path, out: Path | None = None, default_split: str = "tra
         else:
             source = target if target.exists() else path  # an old target is re-cast to the new schema
             write_file(source, target, schema, dst / WORK_DIR, allow_rejects)
-        rows_of[target.name] = pq.ParquetFile(target).metadata.num_rows
+        rows_of[target.name] = count_rows(target)
         summary.kept[split] += rows_of[target.name]
         summary.outputs.append(str(target))
         if dst != src:
@@ -151,7 +150,7 @@ def publish_folder(src: Path, out: Path | None = None, default_split: str = "tra
             shutil.copy2(body_file, dst / CARD_BODY_FILE)
     else:
         body = f"# {src.resolve().name}\n\n" + "\n".join(f"- `data/{n}`: {r} rows" for n, r in sorted(rows_of.items()))
-    atomic_write_text(dst / "README.md", card(splits, body))
+    atomic_write(dst / "README.md", card(splits, body))
     summary.rows_in = summary.kept_total
     summary.save(dst / WORK_DIR / "summary.json")
     return summary

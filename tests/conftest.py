@@ -1,4 +1,6 @@
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,20 @@ def _private_data_cache(tmp_path_factory):
     cache.default_root = lambda: root
     yield root
     cache.default_root = original
+
+
+def _write_jsonl(path: Path, rows, raw_lines=()) -> Path:
+    """JSONL of ``rows``; ``raw_lines`` (str or bytes) are appended verbatim, one per line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        for row in rows:
+            fh.write(json.dumps(row).encode() + b"\n")
+        for line in raw_lines:
+            fh.write((line.encode() if isinstance(line, str) else line) + b"\n")
+    return path
+
+
+@pytest.fixture
+def write_jsonl():
+    """``write_jsonl(path, rows, raw_lines=())``: JSONL fixtures built in code (bad lines verbatim)."""
+    return _write_jsonl

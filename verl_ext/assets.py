@@ -13,9 +13,9 @@ import argparse
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from verl_ext.io import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -56,24 +56,6 @@ def smollm2_gguf_path() -> Path:
     return files[0]
 
 
-def _atomic_build(target: Path, build) -> Path:
-    """Run ``build(tmp_dir)`` and rename the result to ``target`` (idempotent, crash-safe)."""
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        build(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def load_qwen3_tokenizer():
     from transformers import AutoTokenizer
 
@@ -110,7 +92,7 @@ def build_tiny_qwen3(target: Path | None = None, seed: int = 0) -> Path:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    return _atomic_build(target, build)
+    return atomic_folder(target, build)
 
 
 def convert_smollm2(target: Path | None = None) -> Path:
@@ -136,7 +118,7 @@ def convert_smollm2(target: Path | None = None) -> Path:
         fresh.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    return _atomic_build(target, build)
+    return atomic_folder(target, build)
 
 
 def main(argv: list[str] | None = None) -> int:

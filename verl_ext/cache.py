@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from verl_ext import token_store
+from verl_ext import io, token_store
 from verl_ext.rows import DataError, RowRef, iter_row_batches
 from verl_ext.token_store import TokenStore
 
@@ -143,9 +143,10 @@ def load_or_build(dataset_cls, files: list[str], tokenizer, config, max_samples:
     encoder = dataset_cls.row_encoder(tokenizer, config)
     if producer is None:
         workers = copts.workers()
+        pool_min = 0 if copts.cache_workers else POOL_MIN_ROWS  # an explicit count is always used
 
         def producer(enc, stats):
-            return _encoded_batches(enc, files, max_samples, workers, progress, stats)
+            return _encoded_batches(enc, files, max_samples, workers, progress, stats, pool_min)
 
     if copts.cache == "off":
         stats: dict = {}
@@ -194,15 +195,14 @@ def _build(final: Path, inputs: dict, files: list[str], produce) -> None:
     stats: dict = {}
     try:
         n = token_store.write(str(tmp), produce(stats))
-        with open(tmp / token_store.DATA_FILE, "rb") as f:
-            os.fsync(f.fileno())
+        io.fsync(tmp / token_store.DATA_FILE)
         meta = {"fingerprint": final.name, "inputs": inputs, "stats": stats, "samples": n, "files": list(files),
                 "build_s": round(time.monotonic() - t0, 3), "created": time.time()}
         _write_json(tmp / META_FILE, meta)
         if final.exists():  # data.cache=rebuild
             shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        os.replace(tmp, final)  # a folder: io.publish's rename, without its file fsync (done above)
+        io.fsync(final.parent)
     except DataError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         _write_json(error_marker, {"error": str(e), "created": time.time()})
@@ -227,14 +227,15 @@ def _row_chunks(files: list[str], max_samples: int | None) -> Iterator[list[tupl
                 return
 
 
-def _encoded_batches(encoder, files, max_samples, workers, progress, stats: dict) -> Iterator[pa.RecordBatch]:
+def _encoded_batches(encoder, files, max_samples, workers, progress, stats: dict,
+                     pool_min: int = POOL_MIN_ROWS) -> Iterator[pa.RecordBatch]:
     """Record batches of the encoded samples, in row order; sums the counters into ``stats``."""
     from verl_ext.datasets import new_stats
 
     stats.update(new_stats())
     file_index = {p: i for i, p in enumerate(files)}
     total = _count_rows(files, max_samples)
-    if total is not None and total < POOL_MIN_ROWS:
+    if total is not None and total < pool_min:
         workers = 1
     stats["workers"] = workers
     bar = _bar(total, progress)
@@ -390,17 +391,4 @@ def _process_start() -> float:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    io.atomic_write(path, json.dumps(obj, indent=1, default=str))

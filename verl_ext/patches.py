@@ -78,6 +78,47 @@ def patch_cpu_process_group() -> None:
         _applied.append("cpu_process_group")
 
 
+def patch_cpu_process_group_ray() -> None:
+    """The Ray twin of ``cpu_process_group``: ``TrainingWorker.__init__`` (verl 0.9.1
+    ``workers/engine_workers.py``) calls ``initialize_global_process_group_ray()``, whose backend
+    defaults to ``f"cpu:gloo,{device}:{backend}"`` = ``cpu:gloo,cpu:gloo`` on CPU ("Duplicate device
+    type cpu"). engine_workers imported the function by name, so rebinding the module attribute would
+    miss it: make its ``backend`` default plain gloo instead (same function object everywhere)."""
+    import inspect
+
+    from verl.utils.distributed import initialize_global_process_group_ray as init
+
+    if list(inspect.signature(init).parameters) != ["timeout_second", "backend"]:
+        logger.warning("verl's initialize_global_process_group_ray changed signature: CPU Ray patch NOT applied")
+        return
+    if init.__defaults__ != (None, "gloo"):
+        init.__defaults__ = (None, "gloo")
+        _applied.append("cpu_process_group_ray")
+
+
+@contextlib.contextmanager
+def ray_dataloader_workers(num_workers: int):
+    """verl 0.9.1's Ray ``SFTTrainer._build_dataloader`` hard-codes ``num_workers=8`` (the torchrun
+    trainer reads ``data.num_workers``): 8 forks of a Ray driver per loader on a small machine. Within
+    that call only, build its ``StatefulDataLoader``s with ``data.num_workers``."""
+    import functools
+
+    import verl.trainer.sft_trainer_ray as sft_ray
+
+    original = sft_ray.StatefulDataLoader
+
+    @functools.wraps(original, updated=())
+    def loader(*args, **kwargs):
+        kwargs["num_workers"] = num_workers
+        return original(*args, **kwargs)
+
+    sft_ray.StatefulDataLoader = loader
+    try:
+        yield
+    finally:
+        sft_ray.StatefulDataLoader = original
+
+
 def register_cpu_engines() -> None:
     """verl registers its FSDP engines for cuda/npu only (``EngineRegistry`` keyed by device): add
     the same classes for ``cpu`` through the registry, instead of ``VERL_ENGINE_DEVICE`` tricks."""
@@ -147,5 +188,6 @@ def apply(cpu: bool) -> tuple[str, ...]:
     patch_file_logger_append()
     if cpu:
         patch_cpu_process_group()
+        patch_cpu_process_group_ray()
         register_cpu_engines()
     return applied()

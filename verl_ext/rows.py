@@ -54,59 +54,30 @@ def iter_row_batches(
     path: str, columns: Sequence[str] | None = None, batch_size: int = 1024
 ) -> Iterator[list[tuple[int, dict]]]:
     """Stream ``(row index, row)`` pairs of a Parquet, JSONL or JSON-list file in batches, with
-    bounded memory for Parquet (record batches) and JSONL (line by line). Row indexes are 0-based
-    (the JSONL line number minus one for files without blank lines), as ``RowRef`` prints them."""
+    bounded memory (``verl_ext.io``, the project's one reader). Row indexes are 0-based (the JSONL
+    line number minus one for files without blank lines), as ``RowRef`` prints them."""
+    from verl_ext import io
+
     path = os.path.expanduser(str(path))
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found (check data.train_files / data.val_files)")
-    lower = path.lower()
-    if lower.endswith((".jsonl", ".json")):
-        yield from _json_batches(path, lower.endswith(".json"), columns, batch_size)
-        return
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path, pre_buffer=False)
-    except Exception as e:  # pyarrow raises several types for non-parquet input
-        raise DataError(f"{path}: cannot read as Parquet ({e})") from None
-    names = set(pf.schema_arrow.names)
-    wanted = [c for c in columns if c in names] if columns else None
+    is_json = path.lower().endswith((".jsonl", ".ndjson", ".json"))
     start = 0
-    for batch in pf.iter_batches(batch_size=batch_size, columns=wanted):
-        # struct columns hold the union of keys over all rows, None where a row had none: drop that
-        # padding (an explicit null inside a Parquet struct cannot be told apart; JSON keeps its nulls)
-        rows = [{k: _drop_none(v) for k, v in row.items()} for row in batch.to_pylist()]
-        yield list(enumerate(rows, start))
-        start += len(rows)
+    try:
+        for chunk in io.iter_chunks(path, batch_size, columns, on_bad_line=_bad_line, kind=None if is_json else "parquet"):
+            rows = chunk.records
+            if not is_json:
+                # struct columns hold the union of keys over all rows, None where a row had none: drop
+                # that padding (an explicit null inside a Parquet struct cannot be told apart; JSON keeps its nulls)
+                rows = [{k: _drop_none(v) for k, v in row.items()} for row in rows]
+            yield list(enumerate(rows, start))
+            start += len(rows)
+    except io.ReadError as e:
+        raise DataError(str(e)) from None
 
 
-def _json_batches(path: str, whole: bool, columns, batch_size: int) -> Iterator[list[tuple[int, dict]]]:
-    pick = (lambda r: {c: r.get(c) for c in columns} if isinstance(r, dict) else r) if columns else (lambda r: r)
-    with open(path, encoding="utf-8") as f:
-        if whole:
-            rows = json.load(f)
-            if isinstance(rows, dict) and isinstance(rows.get("data"), list):  # {"data": [...]} exports
-                rows = rows["data"]
-            if not isinstance(rows, list):
-                raise DataError(f"{path}: a .json data file must hold a list of rows (or {{\"data\": [...]}})")
-            for lo in range(0, len(rows), batch_size):
-                yield [(i, pick(r)) for i, r in enumerate(rows[lo : lo + batch_size], lo)]
-            return
-        batch: list[tuple[int, dict]] = []
-        index = 0
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                batch.append((index, pick(json.loads(line))))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {i + 1}: not valid JSON ({e.msg})") from None
-            index += 1
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+def _bad_line(file: str, line: int, error, text: str) -> None:
+    raise DataError(f"{file}, line {line}: {error.describe()} ({error.short})")
 
 
 def _drop_none(value: Any) -> Any:

@@ -30,6 +30,9 @@ EXAMPLE = """examples:
       verl-ext train model.path=Qwen/Qwen3-1.7B data.train_files=data/train.parquet trainer.n_gpus_per_node=8
   RAY_ADDRESS=http://head-node:8265 verl-ext submit --no-wait --working-dir . -- \\
       python -m verl_ext_eval.textcraft backend.name=sglang backend.model_path=/models/sft episodes=100
+  verl-ext submit --working-dir . -- verl-ext train trainer.launcher=ray trainer.nnodes=2 \\
+      trainer.n_gpus_per_node=8 model.path=Qwen/Qwen3-1.7B data.train_files=data/train.parquet
+      (the job's driver joins the cluster it runs on: Ray sets its RAY_ADDRESS; workers go on every node)
 
 The address is --address, else $RAY_ADDRESS, else http://127.0.0.1:8265 (the dashboard, not the GCS port).
 Exit status: 0 SUCCEEDED, the job's exit code when it FAILED, 130 when STOPPED; 2 on a usage or connection error.

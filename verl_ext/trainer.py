@@ -35,10 +35,29 @@ def resolve_dataset(config: DictConfig) -> None:
         config.data.custom_cls.name = DATASETS[name].__name__
 
 
-def _trainer_class():
-    from verl.trainer.sft_trainer import SFTTrainer
+def load_evaluator(config: DictConfig):
+    """The generation evaluator named by ``gen_eval.evaluator``: a dotted path (loaded with verl's
+    ``load_class_from_fqn``) to ``attach(trainer)``, which wires it into the built trainer and
+    returns a wrapper for verl's ``Tracking`` class, or None when disabled. The core never imports
+    an evaluator; the default (``verl_ext.apps.gen_eval.attach``) lives in ``config/sft.yaml``."""
+    node = config.get("gen_eval") or {}
+    path = node.get("evaluator")
+    if not path:
+        if node.get("enable"):
+            logger.warning("[verl-ext] gen_eval.enable=true but gen_eval.evaluator is unset: no generation eval")
+        return None
+    from verl.utils.import_utils import load_class_from_fqn
 
-    class VerlExtSFTTrainer(SFTTrainer):
+    return load_class_from_fqn(str(path), description="gen_eval.evaluator")
+
+
+def _trainer_class(base=None):
+    """verl-ext's trainer over ``base``: verl's torchrun ``SFTTrainer`` by default; ``verl_ext.trainer_ray``
+    passes verl's Ray ``SFTTrainer`` (same build methods, same resume bug), so both share one subclass."""
+    if base is None:
+        from verl.trainer.sft_trainer import SFTTrainer as base
+
+    class VerlExtSFTTrainer(base):
         """verl's SFTTrainer with each build stage timed (and watched)."""
 
         def __init__(self, config, stages: StageLog):
@@ -95,21 +114,24 @@ def _trainer_class():
             client.train_batch = train_batch
 
         def fit(self):
-            from verl_ext import gen_eval, patches
+            from verl_ext import patches
 
-            if not gen_eval.attach(self):
+            attach = load_evaluator(self.config)
+            wrap_tracking = attach(self) if attach is not None else None
+            if wrap_tracking is None:
                 return super().fit()
-            with patches.sft_tracking(lambda base: gen_eval.tracking_class(self, base)):
+            with patches.sft_tracking(wrap_tracking):
                 return super().fit()
 
     return VerlExtSFTTrainer
 
 
-def run(config: DictConfig) -> None:
+def prepare(config: DictConfig, rank: int = 0) -> StageLog:
+    """What every launcher does before building the trainer: device fallbacks, dataset class, file
+    logger path, stage log (started). ``verl_ext.trainer_ray`` runs the same steps in its driver."""
     from verl_ext import plugin  # noqa: F401  (registers the CPU platform even if entry points are off)
     from verl_ext.devices import apply_device_defaults
 
-    rank = int(os.environ.get("RANK", 0))
     stages = StageLog(watchdog_s=float(config.get("verl_ext", {}).get("stage_watchdog_s", 120)), rank=rank)
     stages.records.append(("imports", time.monotonic() - _T0))
     if rank == 0:
@@ -123,22 +145,31 @@ def run(config: DictConfig) -> None:
         # verl's default is ./<project>/<experiment>.jsonl in the working directory; keep it with the run
         os.environ["VERL_FILE_LOGGER_PATH"] = os.path.join(os.path.expanduser(str(config.trainer.default_local_dir)), "metrics.jsonl")
         os.makedirs(os.path.dirname(os.environ["VERL_FILE_LOGGER_PATH"]), exist_ok=True)
-
-    import verl.utils.distributed as vdist
     from verl.utils.device import auto_set_device
 
     auto_set_device(config)
+    return stages
+
+
+def fit_unless_done(trainer, rank: int = 0) -> None:
+    if trainer.resume_global_step >= trainer.total_training_steps:
+        # verl would train one step past the end (it checks "last step" only after a step)
+        if rank == 0:
+            logger.warning("[verl-ext] checkpoint step %d >= total steps %d: nothing left to train",
+                           trainer.resume_global_step, trainer.total_training_steps)
+        return
+    trainer.fit()
+
+
+def run(config: DictConfig) -> None:
+    import verl.utils.distributed as vdist
+
+    rank = int(os.environ.get("RANK", 0))
+    stages = prepare(config, rank)
     with stages.stage("process group"):
         vdist.initialize_global_process_group()
     try:
-        trainer = _trainer_class()(config=config, stages=stages)
-        if trainer.resume_global_step >= trainer.total_training_steps:
-            # verl would train one step past the end (it checks "last step" only after a step)
-            if rank == 0:
-                logger.warning("[verl-ext] checkpoint step %d >= total steps %d: nothing left to train",
-                               trainer.resume_global_step, trainer.total_training_steps)
-            return
-        trainer.fit()
+        fit_unless_done(_trainer_class()(config=config, stages=stages), rank)
     finally:
         stages.close()
         vdist.destroy_global_process_group()

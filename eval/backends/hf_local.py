@@ -9,6 +9,10 @@ Semantics are those of ``SamplingParams`` only: the model's own generation_confi
 (e.g. Qwen3's top_k=20) are ignored. Sampling is done per row by our own logits processor (own
 temperature, top_p and seeded generator), so a seeded request gives the same text whatever shares its
 batch; an entropy recorder runs before it, so ``entropy`` is the model's raw next-token entropy (nats).
+
+With ``prefix_reuse`` (default) each row's key/value states are kept after ``generate`` and a later
+request starting with the same token ids skips them (``prefix_cache``): a multi-turn episode's turn
+costs its new tokens. ``prefix_stats()`` counts prefill tokens, hits and template mismatches.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_ext_eval.backends.base import Generation, SamplingParams, truncate_at_stop
+from verl_ext_eval.backends.prefix_cache import BatchLayout, Match, PrefixCache, batch_cache, batch_layout, row_states
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +144,8 @@ class HFBackend:
         batch_window_s: float = 0.02,
         chat_template_kwargs: dict | None = None,
         attn_implementation: str = "sdpa",
+        prefix_reuse: bool = True,
+        prefix_cache_tokens: int = 65536,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -166,6 +173,8 @@ class HFBackend:
             bos_token_id=getattr(self.model.generation_config, "bos_token_id", None),
         )
         self._torch = torch
+        self.prefix_cache = PrefixCache(max_tokens=prefix_cache_tokens) if prefix_reuse and self._cache_reusable() \
+            else None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
         self._pending: list[_Request] = []
         self._worker: asyncio.Task | None = None
@@ -188,6 +197,26 @@ class HFBackend:
         if not ids:
             raise HFBackendError(f"hf backend: {self.path} defines no eos token (config, generation_config, tokenizer)")
         return ids
+
+    def _cache_reusable(self) -> bool:
+        """Prefix reuse slices full-attention key/value tensors; a model whose cache holds anything
+        else (sliding windows, recurrent state) runs full prefills instead (logged once)."""
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        try:
+            layers = DynamicCache(config=self.model.config).layers
+        except Exception as e:  # noqa: BLE001 - unusual configs: just no reuse
+            layers, why = [], f"{type(e).__name__}: {e}"
+        else:
+            why = "its cache has non-full-attention layers"
+        if layers and all(type(layer) is DynamicLayer for layer in layers):
+            return True
+        logger.info("hf backend: no prefix reuse for %s (%s); every turn runs a full prefill", self.path.name, why)
+        return False
+
+    def prefix_stats(self) -> dict[str, int]:
+        """Prefill counters since load (all zero without prefix reuse)."""
+        return self.prefix_cache.stats.as_dict() if self.prefix_cache is not None else {}
 
     # -- requests ---------------------------------------------------------------------------------
     def chat_ids(self, messages: list[dict]) -> list[int]:
@@ -263,7 +292,10 @@ class HFBackend:
         )
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        matches, layout = self._plan_reuse(batch)
         with torch.inference_mode():
+            if layout is not None and layout.past > 0:
+                kwargs["past_key_values"] = batch_cache(matches, layout, self.model.config)
             out = self.model.generate(**kwargs)
         new_tokens = out.sequences[:, longest:].cpu()
         entropies = torch.stack(recorder.steps, dim=1) if recorder and recorder.steps else None
@@ -271,8 +303,38 @@ class HFBackend:
         for i, r in enumerate(batch):
             g = self._finish(new_tokens[i].tolist(), r.params, entropies[i] if entropies is not None else None)
             g.meta["batch_size"] = len(batch)
+            g.meta["prompt_tokens"] = len(r.ids)
+            g.meta["cached_tokens"] = layout.cached[i] if layout is not None else 0
+            g.meta["prefill_tokens"] = len(r.ids) - g.meta["cached_tokens"]
             results.append(g)
+        if layout is not None:
+            self._keep(batch, matches, out.past_key_values, longest, new_tokens)
         return results
+
+    # -- prefix reuse (worker thread only: the cache is not locked) -------------------------------
+    def _plan_reuse(self, batch: list[_Request]) -> tuple[list[Match], BatchLayout | None]:
+        if self.prefix_cache is None:
+            return [], None
+        matches = [self.prefix_cache.lookup(r.ids) for r in batch]
+        layout = batch_layout([len(r.ids) for r in batch], [m.usable for m in matches])
+        for r, m, used in zip(batch, matches, layout.cached):
+            self.prefix_cache.record(m, len(r.ids), used)
+            if used and m.entry is not None:
+                self.prefix_cache.touch(m.entry)
+        return matches, layout
+
+    def _keep(self, batch: list[_Request], matches: list[Match], cache, width: int, new_tokens) -> None:
+        """Store each row's states for its prompt + generated tokens (up to its EOS, as far as the
+        cache reaches: the last sampled token was never fed back)."""
+        layers = getattr(cache, "layers", None)
+        if not layers:
+            return
+        reach = layers[0].keys.shape[2] - width
+        for i, (r, m) in enumerate(zip(batch, matches)):
+            gen = new_tokens[i].tolist()[: r.params.max_new_tokens]
+            n = min(next((k + 1 for k, t in enumerate(gen) if t in self.eos_ids), len(gen)), reach)
+            keys, values = row_states(layers, i, width - len(r.ids), width + n)
+            self.prefix_cache.store(r.ids + gen[:n], keys, values, extends=m.entry)
 
     def _finish(self, tokens: list[int], params: SamplingParams, entropy_row) -> Generation:
         """Cut one row at EOS / max_new_tokens / the first stop string; count its tokens."""
@@ -311,3 +373,5 @@ class HFBackend:
                 r.future.set_exception(HFBackendError("hf backend closed"))
         self._pending = []
         self._executor.shutdown(wait=True)
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()

@@ -1,9 +1,12 @@
 """Launch an SGLang server as a child process on 127.0.0.1, wait for ``/health``, stop it cleanly.
 
 The server runs with the SGLang venv's python (``scripts/sglang_cpu_venv.sh`` builds one for CPU),
-in its own process group, ``HF_HUB_OFFLINE=1``, logging to a file. If it dies or is not healthy in
-time, the error carries the last log lines. ``close()`` sends SIGTERM to the whole group, waits,
-then SIGKILLs; a finalizer does the same if the owner forgets.
+in its own process group, ``HF_HUB_OFFLINE=1``, logging to a file, under ``server_guard`` (which
+takes the group down when this process dies, even by ``kill -9``: no orphan holding a GPU). If it
+dies or is not healthy in time, the error carries the last log lines. Once healthy, it must say it
+serves the model it was launched with (``/get_model_info``, else ``/v1/models``): a stale server
+on a reused port is an error, not silently wrong numbers. ``close()`` sends SIGTERM to the whole
+group, waits, then SIGKILLs; a finalizer does the same if the owner forgets.
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -59,8 +64,13 @@ class LaunchSpec:
     startup_timeout_s: float = 300.0
     log_path: str | None = None  # None -> a temp file
     env: dict = field(default_factory=dict)
+    # replaces the SGLang command (another server, tests); {host} {port} {model_path} are filled in
+    argv: tuple[str, ...] = ()
+    stop_grace_s: float = 20.0  # how long the guard waits after SIGTERM before SIGKILL (runner gone)
 
     def command(self, port: int) -> list[str]:
+        if self.argv:
+            return [a.format(host=self.host, port=port, model_path=self.model_path) for a in self.argv]
         python = self.python or str(default_sglang_python())
         cmd = [python, "-m", "sglang.launch_server", "--model-path", str(self.model_path),
                "--host", self.host, "--port", str(port)]
@@ -117,7 +127,7 @@ class ManagedServer:
         if spec.host not in ("127.0.0.1", "localhost", "::1"):
             raise ServerLaunchError(f"managed servers bind to loopback only, not {spec.host!r}")
         python = Path(spec.python or default_sglang_python())
-        if not python.exists():
+        if not spec.argv and not python.exists():
             raise ServerLaunchError(
                 f"SGLang python {python} does not exist; build the CPU venv with "
                 f"`bash scripts/sglang_cpu_venv.sh` or pass python=/path/to/venv/bin/python"
@@ -137,12 +147,17 @@ class ManagedServer:
         cmd = spec.command(self.port)
         logger.info("launching %s (log: %s)", " ".join(cmd), self.log_path)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", **spec.env}
+        guard = [sys.executable, str(Path(__file__).with_name("server_guard.py")), "--parent", str(os.getpid()),
+                 "--grace", str(spec.stop_grace_s)]
+        if threading.current_thread() is threading.main_thread():
+            guard.append("--pdeathsig")  # fires when the launching *thread* exits: main thread only
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True)
+            self.proc = subprocess.Popen([*guard, "--", *cmd], stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self._finalizer = weakref.finalize(self, _stop_group, self.proc)
         try:
             self.wait_healthy(spec.startup_timeout_s)
+            self.check_model()
         except BaseException:
             self.close()
             raise
@@ -175,6 +190,34 @@ class ManagedServer:
                     f"SGLang server not healthy after {timeout_s:.0f} s; log {self.log_path}:\n{self.log_tail()}"
                 )
             time.sleep(1.0)
+
+    def served_model(self) -> str | None:
+        """The model path the server reports (``/get_model_info``), else the ids ``/v1/models``
+        lists joined by commas; None when it answers neither."""
+        import httpx
+
+        try:
+            r = httpx.get(f"{self.base_url}/get_model_info", timeout=10.0)
+            if r.status_code == 200 and isinstance(r.json(), dict) and r.json().get("model_path"):
+                return str(r.json()["model_path"])
+            r = httpx.get(f"{self.base_url}/v1/models", timeout=10.0)
+            if r.status_code == 200:
+                ids = [str(m.get("id")) for m in (r.json().get("data") or []) if m.get("id")]
+                return ",".join(ids) or None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return None
+
+    def check_model(self) -> None:
+        """Refuse a server that does not serve ``spec.model_path`` (e.g. another one on the port)."""
+        served = self.served_model()
+        want = Path(self.spec.model_path).resolve()
+        names = [n for n in (served or "").split(",") if n]
+        if any(n == self.spec.model_path or Path(n).resolve() == want for n in names):
+            return
+        what = f"serves {served!r}" if served else "answers neither /get_model_info nor /v1/models"
+        raise ServerLaunchError(f"server at {self.base_url} {what}, not the model it was launched with "
+                                f"({self.spec.model_path}); is another server on port {self.port}? log {self.log_path}")
 
     def close(self, timeout_s: float = 30.0) -> None:
         """SIGTERM the process group, wait, SIGKILL what is left. Idempotent."""

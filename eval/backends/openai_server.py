@@ -1,10 +1,17 @@
 """``server`` backend: an SGLang (or any OpenAI-compatible) server over HTTP.
 
 ``/v1/chat/completions`` for chat (the server applies the chat template), ``/v1/completions`` for raw
-text. At most ``max_concurrency`` requests in flight (the server batches them); connection errors,
-timeouts and 5xx answers are retried with exponential backoff, 4xx answers fail at once with the
-server's message. With ``model_path`` set, the backend launches and owns a local SGLang server
-(``managed_server``) and stops it on ``close()``.
+text. At most ``max_concurrency`` requests in flight (the server batches them). Retries (tenacity,
+not a hand-written loop): connection errors, per-attempt timeouts, 429 and 5xx answers, waiting
+the server's ``Retry-After`` when it sends one, else exponential backoff with full jitter (so a
+fleet of episodes does not retry in lockstep); other 4xx answers fail at once with the server's
+message. Every request, retries and waits included, ends within ``request_timeout_s``. With
+``model_path`` set, the backend launches and owns a local SGLang server (``managed_server``) and
+stops it on ``close()``. httpx's one-INFO-line-per-request log is set to WARNING unless the user
+configured that logger.
+
+Requests keep SGLang's radix cache useful: a conversation is sent as the same messages plus the new
+ones, so each turn's rendered prompt starts with the previous turn's text.
 
 CLI (smoke test of a managed server, used by ``scripts/sglang_cpu_venv.sh --smoke``):
 ``python -m verl_ext_eval.backends.openai_server smoke --model-path DIR [--python VENV/bin/python]``
@@ -13,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import logging
+import random
 import time
 from typing import Any
 
@@ -30,7 +39,29 @@ class ServerError(RuntimeError):
 
 
 class _Retryable(Exception):
-    pass
+    """One attempt failed in a way worth retrying; ``retry_after``: the server's wish, in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date (RFC 9110 10.2.3); None if absent/bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class OpenAIServerBackend:
@@ -48,6 +79,8 @@ class OpenAIServerBackend:
         timeout_s: float = 600.0,
         retries: int = 3,
         backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        request_timeout_s: float | None = None,
         top_logprobs: int = 5,
         chat_template_kwargs: dict | None = None,
         model_path: str | None = None,
@@ -71,6 +104,12 @@ class OpenAIServerBackend:
         self.model = model
         self.max_concurrency, self.timeout_s = max_concurrency, timeout_s
         self.retries, self.backoff_s, self.top_logprobs = retries, backoff_s, top_logprobs
+        self.max_backoff_s = max_backoff_s
+        # the whole request, every attempt and wait included; default: each attempt its full timeout
+        self.request_timeout_s = request_timeout_s or timeout_s * (retries + 1) + max_backoff_s * retries
+        httpx_logger = logging.getLogger("httpx")
+        if httpx_logger.level == logging.NOTSET:
+            httpx_logger.setLevel(logging.WARNING)  # per-request INFO lines off unless asked for
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
@@ -88,34 +127,64 @@ class OpenAIServerBackend:
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s, limits=limits)
             self._sem = asyncio.Semaphore(self.max_concurrency)
 
-    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+    def _wait(self, state) -> float:
+        """Seconds before the next attempt: the server's ``Retry-After`` (plus up to 10% jitter),
+        else exponential backoff with full jitter, capped at ``max_backoff_s``."""
+        exc = state.outcome.exception() if state.outcome else None
+        after = getattr(exc, "retry_after", None)
+        if after is not None:
+            return after * (1 + 0.1 * random.random())
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1)))
+
+    async def _attempt(self, method: str, path: str, body: dict | None) -> dict:
         import httpx
 
+        try:
+            async with self._sem:
+                resp = await self._client.request(method, path, json=body)
+        except httpx.TransportError as e:  # connect/read errors, per-attempt timeouts
+            raise _Retryable(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from e
+        if resp.status_code in RETRY_STATUSES:
+            after = parse_retry_after(resp.headers.get("retry-after"))
+            hint = f" (Retry-After {after:.1f} s)" if after is not None else ""
+            raise _Retryable(f"HTTP {resp.status_code}{hint}: {resp.text[:300]}", after)
+        if resp.status_code >= 400:
+            raise ServerError(f"{method} {self.base_url}{path} -> HTTP {resp.status_code}: {resp.text[:500]}")
+        try:
+            data = resp.json()
+        except ValueError as e:
+            raise ServerError(f"{method} {self.base_url}{path}: answer is not JSON ({e})") from e
+        choice = (data.get("choices") or [{}])[0] if isinstance(data, dict) else {}
+        if choice.get("finish_reason") == "abort":
+            raise _Retryable(f"request aborted by the server: {choice}")
+        return data
+
+    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
         self._bind_loop()
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                logger.warning("%s %s failed (%s); retry %d/%d in %.1f s", method, path, last, attempt,
-                               self.retries, delay)
-                await asyncio.sleep(delay)
-            try:
-                async with self._sem:
-                    resp = await self._client.request(method, path, json=body)
-                if resp.status_code >= 500:
-                    raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:300]}")
-                if resp.status_code >= 400:
-                    raise ServerError(f"{method} {self.base_url}{path} -> HTTP {resp.status_code}: {resp.text[:500]}")
-                data = resp.json()
-                choice = (data.get("choices") or [{}])[0] if isinstance(data, dict) else {}
-                if choice.get("finish_reason") == "abort":
-                    raise _Retryable(f"request aborted by the server: {choice}")
-                return data
-            except (httpx.TransportError, _Retryable) as e:  # connect/read errors, timeouts, 5xx
-                last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            except ValueError as e:
-                raise ServerError(f"{method} {self.base_url}{path}: answer is not JSON ({e})") from e
-        raise ServerError(f"{method} {self.base_url}{path} failed after {self.retries + 1} attempts: {last}")
+        where = f"{method} {self.base_url}{path}"
+        attempts: list[str] = []
+
+        def log_retry(state) -> None:
+            attempts.append(str(state.outcome.exception()))
+            logger.warning("%s failed (%s); retry %d/%d in %.1f s", where, attempts[-1], state.attempt_number,
+                           self.retries, state.next_action.sleep if state.next_action else 0.0)
+
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.retries + 1), wait=self._wait, reraise=True,
+                                 retry=retry_if_exception_type(_Retryable), before_sleep=log_retry)
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                async for attempt in retrying:
+                    with attempt:
+                        return await self._attempt(method, path, body)
+        except TimeoutError:
+            last = f"; last error: {attempts[-1]}" if attempts else ""
+            raise ServerError(f"{where}: no answer within {self.request_timeout_s:.1f} s (request_timeout_s), "
+                              f"{len(attempts) + 1} attempt(s){last}") from None
+        except _Retryable as e:
+            raise ServerError(f"{where} failed after {self.retries + 1} attempts: {e}") from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def model_name(self) -> str:
         """The ``model`` given, else the first one ``/v1/models`` lists."""

@@ -118,7 +118,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    from verl_ext_eval.results import atomic_write
+    from verl_ext.io import atomic_write
 
     try:
         rows = generate(args.n, args.seed)

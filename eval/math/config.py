@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from verl_ext_eval.math.grading import DEFAULT_TIMEOUT_S
+from verl_ext_eval.math.grading import DEFAULT_PERCENT, DEFAULT_TIMEOUT_S
 
 
 @dataclass
@@ -45,6 +45,7 @@ class PromptConfig:
 class GradingConfig:
     workers: Optional[int] = None  # grader processes; null = min(8, CPUs)
     timeout_s: float = DEFAULT_TIMEOUT_S  # hard bound per sample
+    percent: str = DEFAULT_PERCENT  # as_fraction: 50\% = 0.5 too | strict: a percent sign is a unit (50\% = 50 only)
     expect_think: bool = False  # format requires a closed think block
     format_penalty: float = 0.0  # subtracted from the reward of badly formatted responses
 

@@ -4,14 +4,21 @@ The one brace-balanced ``\\boxed{}`` reader of the project: the data converters 
 ``last_boxed`` / ``find_boxed`` / ``strip_boxed`` from here, so no second copy can drift.
 
 Order of search in a response (``extract_answer``): the last ``\\boxed{}`` (falling back to the last
-``\\fbox{}``, as Hendrycks MATH does), then the last ``Answer:`` line (Minerva / DAPO), then the last
-GSM8K ``#### N`` line. When a think block is present only the text after the last ``</think>`` is
-searched; a response that opens ``<think>`` and never closes it has no final answer.
+``\\fbox{}``, as Hendrycks MATH does); then the last answer stated in prose, an ``Answer:`` line
+(Minerva / DAPO, ``**Answer:** X``) or "the (final) answer is X" (Llama, Qwen and R1 without a box),
+whichever comes later; then the last GSM8K ``#### N`` line; then a multiple-choice letter on the last
+line (``(B)``, ``B) 12``, ``option B``); then a bare value alone on the last line. When a think block
+is present only the text after the last ``</think>`` is searched; a response that opens ``<think>``
+and never closes it has no final answer. Prose values are cut at the sentence end and lose ``$``,
+bold, trailing punctuation and unit words; a value that is itself prose ("the answer is not 5, ...",
+"the answer is easy to see") is no answer (``prose.py`` has the rules).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from verl_ext_eval.math.prose import answer_is, clean_value, last_line_answer
 
 BOXED_COMMANDS = ("\\boxed", "\\fbox")
 
@@ -19,6 +26,9 @@ BOXED_COMMANDS = ("\\boxed", "\\fbox")
 BOXED = "boxed"
 FBOX = "fbox"
 ANSWER_LINE = "answer_line"
+ANSWER_IS = "answer_is"  # "the answer is X" in a sentence
+CHOICE = "choice"  # a multiple-choice letter on the last line
+LAST_LINE = "last_line"  # a bare value alone on the last line
 GSM8K = "gsm8k"
 NONE = "none"
 UNCLOSED_THINK = "unclosed_think"
@@ -182,14 +192,21 @@ def _clean_answer_line(value: str) -> str:
     return v
 
 
+def _answer_line_match(text: str) -> tuple[int, str] | None:
+    """(position, value) of the last ``Answer: X`` line with a value."""
+    for m in reversed(list(_ANSWER_LINE.finditer(text))):
+        if m.group(1).strip():
+            value = clean_value(_clean_answer_line(m.group(1)), explicit=True)
+            if value:
+                return m.start(), value
+    return None
+
+
 def answer_line(text: str) -> str | None:
     """Value of the last ``Answer: X`` line (also ``Final Answer: The final answer is $X$. I hope it
     is correct.``, Minerva's format), or None."""
-    matches = [m for m in _ANSWER_LINE.finditer(text) if m.group(1).strip()]
-    if not matches:
-        return None
-    value = _clean_answer_line(matches[-1].group(1))
-    return value or None
+    found = _answer_line_match(text)
+    return None if found is None else found[1]
 
 
 def gsm8k_answer(text: str) -> str | None:
@@ -207,12 +224,18 @@ def extract_answer(response: str) -> Extraction:
     box = last_boxed_match(segment)
     if box is not None:
         return Extraction(box.content.strip(), BOXED if box.command == "boxed" else FBOX)
-    line = answer_line(segment)
+    line = _answer_line_match(segment)
+    stated = answer_is(segment)
+    if stated is not None and (line is None or segment.rfind("\n", 0, stated[0]) > line[0]):
+        return Extraction(stated[1], ANSWER_IS)  # on a later line than the last Answer: line
     if line is not None:
-        return Extraction(line, ANSWER_LINE)
+        return Extraction(line[1], ANSWER_LINE)
     hashes = gsm8k_answer(segment)
     if hashes is not None:
         return Extraction(hashes, GSM8K)
+    last = last_line_answer(segment)
+    if last is not None:
+        return Extraction(last[1], CHOICE if last[0] else LAST_LINE)
     return Extraction(None, NONE)
 
 

@@ -7,10 +7,15 @@ sends only the rest to math-verify (``parse`` + ``verify``, gold first) in a ``B
 every sample gets a hard wall-time bound that works from any thread and inside Ray workers (a
 sample past the bound is wrong with reason ``timeout``; its worker is killed and replaced).
 
-Documented decisions (math-verify's, kept): ``x=3`` is accepted for gold ``3`` (and the reverse) but
-``y=3`` is not accepted for ``x=3``; ``(1,2)`` and ``[1,2]`` are different intervals; ``0.3333333``
-matches ``1/3`` (6-digit rounding) but ``0.333`` does not; ``50\\%`` matches ``50`` but not ``0.5``;
-unit words after a number are ignored (``5\\text{ cm}`` = ``5``).
+Both sides are first rewritten into forms math-verify equates (``normalize.rewrite_forms``: thousands
+separators, mixed numbers, e-notation, equation lists, inequalities as intervals) and the workers
+get the rewritten strings.
+
+Documented decisions: ``x=3`` is accepted for gold ``3`` (and the reverse) but ``y=3`` is not
+accepted for ``x=3``; ``(1,2)`` and ``[1,2]`` are different intervals; ``x > 2`` and ``(2, \\infty)``
+match either way round; ``0.3333333`` matches ``1/3`` (6-digit rounding) but ``0.333`` does not;
+``50\\%`` matches ``50``, and ``0.5`` too unless ``percent="strict"``; unit words after a number are
+ignored (``5\\text{ cm}`` = ``5``); words compare case-insensitively (``\\text{Tuesday}`` = ``tuesday``).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from verl_ext_eval.math.extract import Extraction, extract_answer, gold_answer
-from verl_ext_eval.math.normalize import fast_verdict
+from verl_ext_eval.math.normalize import PERCENT_POLICIES, fast_verdict, rewrite_forms
 from verl_ext_eval.math.pool import BoundedPool, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -31,12 +36,17 @@ DEFAULT_MEMORY_MB = 4096  # per worker address space; a SymPy blow-up fails that
 VERIFY_TARGET = "verl_ext_eval.math.verifier:verify_strings"
 WARM_UP_TARGET = "verl_ext_eval.math.verifier:warm_up"
 GIVEN = "given"  # extract_method when the caller passes the answer itself (extract=False)
+DEFAULT_PERCENT = "as_fraction"  # 50\% = 0.5; "strict": a percent sign is a unit (50\% = 50 only)
+
+
+class GradingOptionError(ValueError):
+    """A grader setting out of range (names the setting and what it accepts)."""
 
 
 @dataclass(frozen=True)
 class GradeResult:
     """One graded sample. ``reason`` says how the verdict was reached: ``exact`` / ``numeric``
-    (cheap path), ``math_verify``, ``no_answer`` (nothing extracted), ``unclosed_think``,
+    / ``list`` / ``interval`` / ``text`` / ``choice`` (cheap path), ``math_verify``, ``no_answer`` (nothing extracted), ``unclosed_think``,
     ``empty_answer``, ``no_gold``, ``timeout``, or ``error: ...``."""
 
     correct: bool
@@ -62,14 +72,18 @@ class MathGrader:
     thread at a time per grader (``grade_many`` without a grader is safe from any thread)."""
 
     def __init__(self, workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, *,
-                 memory_mb: int | None = DEFAULT_MEMORY_MB, chunk_size: int = 4):
+                 memory_mb: int | None = DEFAULT_MEMORY_MB, chunk_size: int = 4,
+                 percent: str = DEFAULT_PERCENT):
+        if timeout_s <= 0:
+            raise GradingOptionError(f"grading.timeout_s must be > 0, got {timeout_s}")
+        if percent not in PERCENT_POLICIES:
+            raise GradingOptionError(f"grading.percent must be one of {'|'.join(PERCENT_POLICIES)}, got {percent!r}")
         self.workers = workers or default_workers()
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.chunk_size = chunk_size
+        self.percent = percent
         self._pool: BoundedPool | None = None
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
 
     def _get_pool(self) -> BoundedPool:
         if self._pool is None:  # the parent never imports SymPy: only workers do
@@ -119,12 +133,12 @@ class MathGrader:
             if not gold_value:
                 done(i, GradeResult(False, "no_gold", ext.answer, ext.method))
                 continue
-            verdict = fast_verdict(gold_value, ext.answer)
+            verdict = fast_verdict(gold_value, ext.answer, self.percent)
             if verdict is not None:
                 done(i, GradeResult(verdict[0], verdict[1], ext.answer, ext.method,
                                     seconds=time.perf_counter() - start))
                 continue
-            slow.setdefault((gold_value, ext.answer), []).append(i)
+            slow.setdefault((rewrite_forms(gold_value), rewrite_forms(ext.answer), self.percent), []).append(i)
         if slow:
             keys = list(slow)
 
@@ -145,12 +159,13 @@ class MathGrader:
 
 def grade_many(pairs: Sequence[tuple[str, str]], workers: int | None = None,
                timeout_s: float = DEFAULT_TIMEOUT_S, *, extract: bool = True,
-               grader: MathGrader | None = None) -> list[GradeResult]:
+               grader: MathGrader | None = None, percent: str = DEFAULT_PERCENT) -> list[GradeResult]:
     """Grade ``(response, gold)`` pairs in parallel over processes, each bounded by ``timeout_s``
-    seconds of wall time. Pass ``grader`` to reuse a running pool across calls."""
+    seconds of wall time. Pass ``grader`` to reuse a running pool across calls (its ``percent``
+    policy then applies)."""
     if grader is not None:
         return grader.grade_many(pairs, extract=extract)
-    with MathGrader(workers, timeout_s) as g:
+    with MathGrader(workers, timeout_s, percent=percent) as g:
         return g.grade_many(pairs, extract=extract)
 
 

@@ -1,5 +1,5 @@
-"""Math eval metrics (pure): accuracy, format rate, answer reward, lengths, entropy, pass@k, and
-their breakdown by subject and level.
+"""Math eval metrics (pure): accuracy, format rate (each with its 95% Wilson interval), answer
+reward, lengths, entropy, pass@k, and their breakdown by subject and level.
 
 pass@k is the unbiased estimator of Chen et al. 2021 (Codex, eq. 1): with ``n`` samples of which
 ``c`` are correct, ``1 - C(n-c, k) / C(n, k)``, computed as a running product (no huge binomials).
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from verl_ext_eval.math.extract import THINK_CLOSE, THINK_OPEN, final_segment, last_boxed
+from verl_ext_eval.report import wilson_interval
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,16 @@ def metrics(samples: Sequence[SampleScore], ks: Sequence[int] = (1,), format_pen
             ) -> dict[str, Any]:
     """Headline numbers for a set of samples (None where undefined, e.g. no samples)."""
     n = len(samples)
+    correct, formatted = sum(bool(s.correct) for s in samples), sum(bool(s.formatted) for s in samples)
     out: dict[str, Any] = {
         "n_samples": n,
         "n_problems": len({s.problem_id for s in samples}),
         "accuracy": _mean(float(s.correct) for s in samples),
+        # 95% Wilson intervals over samples (n = n_samples); several samples of one problem are
+        # not independent, so with samples_per_problem > 1 the band is too narrow
+        "accuracy_ci95": wilson_interval(correct, n),
         "format_rate": _mean(float(s.formatted) for s in samples),
+        "format_rate_ci95": wilson_interval(formatted, n),
         "mean_reward": _mean(answer_reward(s.correct, s.formatted, format_penalty) for s in samples),
         "mean_tokens": _mean(s.num_tokens for s in samples),
         "mean_entropy": _mean(s.entropy for s in samples),

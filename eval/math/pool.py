@@ -6,9 +6,17 @@ call stuck in ``10**(10**10)`` holds its worker forever. math-verify's own bound
 
 Here every worker runs tasks in its own main thread, so a soft ``setitimer`` alarm (at 80% of the
 bound) ends most slow tasks cleanly; a task still running at the bound (stuck in C code) gets its
-worker killed (SIGKILL) and replaced, the task is reported ``timed_out`` and the rest of that
-worker's chunk goes back to the queue. Tasks travel in chunks (throughput) but results come back
-one by one, so the bound applies to each task, measured from when the parent saw it start.
+worker killed (SIGKILL). Either way the task is reported ``timed_out``, the rest of that worker's
+chunk goes back to the queue and the worker is replaced: an alarm raised at an arbitrary point can
+leave SymPy's caches half-updated, so a worker never serves another task after one. After the first
+replacement a warm spare is kept, so later timeouts cost no start-up (SymPy import + warm-up).
+Tasks travel in chunks (throughput) but results come back one by one, so the bound applies to each
+task, measured from when the parent saw it start.
+
+Kept over ``pebble.ProcessPool`` (5.2.3) for now: ``python -m bench.grading --compare-pools`` measured
+them within ~10% of each other on a shared 2-core box (125 math-verify tasks, 2 timeouts: 10.7 s vs
+10.0 s), and this pool needs no ``multiprocessing`` (a fresh interpreter per worker works from
+threads, Ray workers and any ``__main__``), dies with its parent and caps worker memory.
 """
 from __future__ import annotations
 
@@ -72,8 +80,9 @@ def _worker_loop(conn: Connection, func: Callable, soft_s: float) -> None:
                     out = (index, True, func(*args), None)
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
-            except _SoftTimeout:
-                out = (index, False, None, "timeout")
+            except _SoftTimeout:  # report, then exit: the parent replaces this worker
+                conn.send((index, False, None, "timeout", time.perf_counter() - start))
+                return
             except MemoryError:
                 out = (index, False, None, "MemoryError")
             except Exception as e:  # noqa: BLE001 - reported per task, the worker goes on
@@ -153,6 +162,7 @@ class BoundedPool:
                 raise ValueError(f"func and initializer must be 'module:function', got {target!r}")
         self.initializer = initializer
         self._workers: list[_Worker] = []
+        self._spare: _Worker | None = None  # started after the first replacement
         self.replaced = 0  # workers killed and replaced so far (timeouts, crashes)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -181,8 +191,18 @@ class BoundedPool:
         w.conn.close()
         self._workers.remove(w)
 
+    def _replace(self, w: _Worker) -> None:
+        """Kill ``w``; the spare (if any) takes its place and a new spare starts."""
+        self._kill(w)
+        self.replaced += 1
+        self._workers.append(self._spare or self._spawn())
+        self._spare = self._spawn()
+
     def close(self) -> None:
         """Stop every worker (politely, then by force)."""
+        if self._spare is not None:
+            self._workers.append(self._spare)
+            self._spare = None
         for w in self._workers:
             try:
                 w.conn.send(None)
@@ -245,9 +265,11 @@ class BoundedPool:
             wait_s = 0.5
             if busy:
                 wait_s = max(0.0, min(w.started + self.timeout_s for w in busy) - now)
-            ready_conns = wait([w.conn for w in self._workers], timeout=min(wait_s, 0.5) + 0.001)
-            by_conn = {id(w.conn): w for w in self._workers}
+            spare = [self._spare] if self._spare is not None else []
+            ready_conns = wait([w.conn for w in self._workers + spare], timeout=min(wait_s, 0.5) + 0.001)
+            by_conn = {id(w.conn): w for w in self._workers + spare}
             dead: list[_Worker] = []
+            retired: list[_Worker] = []
             for conn in ready_conns:
                 w = by_conn[id(conn)]
                 try:
@@ -263,10 +285,22 @@ class BoundedPool:
                         w.started = time.perf_counter()
                         finish(index, TaskResult(value if ok else None, None if ok else err,
                                                  err == "timeout", secs))
+                        if err == "timeout":  # the worker exits after a soft timeout
+                            retired.append(w)
+                            break
                 except (EOFError, OSError):
                     dead.append(w)
+            if self._spare is not None and self._spare in dead:
+                logger.warning("the spare worker for %s exited (code %s)", self.func, self._spare.proc.poll())
+                self._spare.conn.close()
+                self._spare = None
             now = time.perf_counter()
             for w in list(self._workers):
+                if w in retired:
+                    queue.extendleft(reversed(w.pending))
+                    w.pending.clear()
+                    self._replace(w)
+                    continue
                 crashed = w in dead
                 if crashed and not w.ready:
                     self.close()
@@ -284,6 +318,4 @@ class BoundedPool:
                     finish(index, TaskResult(None, err, err == "timeout", now - w.started))
                     queue.extendleft(reversed(w.pending))
                     logger.debug("task %d: %s; replacing worker pid %s", index, err, w.proc.pid)
-                self._kill(w)
-                self.replaced += 1
-                self._workers.append(self._spawn())
+                self._replace(w)

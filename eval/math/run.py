@@ -76,7 +76,7 @@ def _fingerprint(cfg: MathEvalConfig, spec: PromptSpec) -> dict:
 
 
 def check_resume(out_dir: Path, fingerprint: dict, has_samples: bool, resume: bool) -> None:
-    from verl_ext_eval.results import atomic_write
+    from verl_ext.io import atomic_write
 
     path = out_dir / RUN_CONFIG_FILE
     if has_samples and not resume:
@@ -190,7 +190,8 @@ async def _generate_all(cfg: MathEvalConfig, spec: PromptSpec, backend: Backend,
 def _group_section(title: str, field: str, groups: dict[str, dict], ks: list[int]):
     from verl_ext_eval.report import Section
 
-    cols = ("n_samples", "n_problems", "accuracy", "format_rate", "mean_tokens", *(f"pass@{k}" for k in ks))
+    cols = ("n_samples", "n_problems", "accuracy", "accuracy_ci95", "format_rate", "format_rate_ci95", "mean_tokens",
+            *(f"pass@{k}" for k in ks))
     rows = tuple((g, *(m.get(c) for c in cols)) for g, m in groups.items())
     return Section(title, (field, *cols), rows, chart=(field, "accuracy"))
 
@@ -254,7 +255,8 @@ def run_eval(cfg: MathEvalConfig, backend: Backend | None = None, progress: bool
                 if own_backend:
                     await backend.close()
 
-        with MathGrader(cfg.grading.workers or default_workers(), cfg.grading.timeout_s) as grader:
+        with MathGrader(cfg.grading.workers or default_workers(), cfg.grading.timeout_s,
+                        percent=cfg.grading.percent) as grader:
             asyncio.run(go())
     wanted = {sample_key(p.id, s) for p in problems for s in range(cfg.n_samples)}
     records = [r for r in ResultsFile(out / SAMPLES_FILE, "key").records() if r["key"] in wanted]
@@ -324,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"accuracy {overall['accuracy']:.4f} over {overall['n_samples']} samples / {overall['n_problems']} problems; "
           + ", ".join(f"{k} {overall[k]:.4f}" for k in ks if overall[k] is not None)
           + f"; format rate {overall['format_rate']:.4f}; results in {cfg.out_dir}")
+    lo, hi = overall["accuracy_ci95"]
+    print(f"accuracy 95% interval (Wilson, n={overall['n_samples']}): [{lo:.4f}, {hi:.4f}]")
     return 0
 
 

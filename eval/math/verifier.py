@@ -29,20 +29,35 @@ def parse_answer(answer: str) -> list:
     return parsed
 
 
-def verify_strings(gold: str, pred: str) -> bool:
-    """math-verify's verdict, gold first (its comparison is asymmetric)."""
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*\\?%")
+
+
+def _as_fraction(answer: str) -> str:
+    """``12.5\\%`` -> ``\\frac{12.5}{100}`` (the ``as_fraction`` percent policy)."""
+    return _PERCENT.sub(r"\\frac{\1}{100}", answer)
+
+
+def verify_strings(gold: str, pred: str, percent: str = "as_fraction") -> bool:
+    """math-verify's verdict, gold first (its comparison is asymmetric). math-verify drops a
+    percent sign (``50\\%`` = ``50``, the ``strict`` policy); ``as_fraction`` also accepts the side
+    without one equal to the percentage over 100 (``0.5`` for ``50\\%``)."""
     g = parse_answer(gold)
     p = parse_answer(pred)
     if not g or not p:
         return False
-    return bool(verify(g, p, timeout_seconds=None))
+    if verify(g, p, timeout_seconds=None):
+        return True
+    if percent == "as_fraction" and ("%" in gold) != ("%" in pred):
+        g2, p2 = (parse_answer(_as_fraction(gold)), p) if "%" in gold else (g, parse_answer(_as_fraction(pred)))
+        return bool(g2 and p2 and verify(g2, p2, timeout_seconds=None))
+    return False
 
 
 # one pair per kind of comparison: the first of each kind costs 0.1-0.8 s (parser and SymPy set-up)
 _WARM_UP = (("(4,12)", "[4, 12]"), ("x^2+8x+16", "(x+4)^2"), (r"\{15, 7\}", r"\{7, 15\}"), ("3", "x=3"),
             (r"\frac{1}{2}", "0.5"), ("2i+3", "3+2i"), (r"2\pi", r"\pi \cdot 2"), (r"\sqrt{12}", r"2\sqrt{3}"),
             ("50", r"50\%"), (r"\begin{pmatrix}1\\2\end{pmatrix}", r"\begin{pmatrix}1\\2\end{pmatrix}"),
-            (r"\text{(A)}", "A"), ("x>2", r"(2,\infty)"))
+            (r"\text{(A)}", "A"), ("x>2", r"(2,\infty)"), (r"\frac{1}{3}\%", r"\frac{1}{300}"))
 
 
 def warm_up() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from verl_ext_eval.backends.base import Backend, Generation, SamplingParams
 
@@ -100,6 +101,9 @@ class EpisodeResult:
     prompt_tokens: int | None
     elapsed_s: float
     messages: tuple[dict, ...] = field(default=(), repr=False)
+    # prompt tokens the backend ran through the model / served from its prefix cache (hf backend)
+    prefill_tokens: int | None = None
+    cached_tokens: int | None = None
 
     def to_record(self) -> dict:
         record = asdict(self)
@@ -118,8 +122,10 @@ def episode_key(task: Task) -> str:
 
 async def run_episode(backend: Backend, task: Task, fmt: TurnFormat | str, params: SamplingParams,
                       max_rounds: int = DEFAULT_MAX_ROUNDS, book: RecipeBook | None = None,
-                      prompt_style: str = "system") -> EpisodeResult:
-    """Play ``task`` with ``backend`` for at most ``max_rounds`` model turns."""
+                      prompt_style: str = "system", on_turn: Callable[[Generation], None] | None = None
+                      ) -> EpisodeResult:
+    """Play ``task`` with ``backend`` for at most ``max_rounds`` model turns; ``on_turn`` sees each
+    generation (progress bars count turns and tokens with it)."""
     fmt = get_format(fmt) if isinstance(fmt, str) else fmt
     env = TextCraftEnv(book)
     start = time.perf_counter()
@@ -128,6 +134,7 @@ async def run_episode(backend: Backend, task: Task, fmt: TurnFormat | str, param
     observations: list[str] = []
     invalid = truncated = gen_tokens = 0
     prompt_tokens: int | None = None
+    counts: dict[str, int] = {}
     reward, done, failure = 0.0, False, None
     for _ in range(max_rounds):
         try:
@@ -141,6 +148,11 @@ async def run_episode(backend: Backend, task: Task, fmt: TurnFormat | str, param
         gen_tokens += gen.num_tokens
         if isinstance(gen.meta.get("prompt_tokens"), int):
             prompt_tokens = (prompt_tokens or 0) + gen.meta["prompt_tokens"]
+        for key in ("prefill_tokens", "cached_tokens"):
+            if isinstance(gen.meta.get(key), int):
+                counts[key] = counts.get(key, 0) + gen.meta[key]
+        if on_turn is not None:
+            on_turn(gen)
         truncated += gen.finish_reason == "length"
         outcome = apply_turn(env, fmt, gen.text)
         invalid += not outcome.parsed
@@ -159,6 +171,7 @@ async def run_episode(backend: Backend, task: Task, fmt: TurnFormat | str, param
         actions=tuple(actions), observations=tuple(observations), invalid_turns=invalid,
         truncated_turns=truncated, gen_tokens=gen_tokens, prompt_tokens=prompt_tokens,
         elapsed_s=round(time.perf_counter() - start, 4), messages=tuple(messages),
+        prefill_tokens=counts.get("prefill_tokens"), cached_tokens=counts.get("cached_tokens"),
     )
 
 

@@ -122,7 +122,7 @@ def _split_summary(rows: list[dict]) -> dict:
 
 def write_splits(out: Path, splits: dict[str, list[dict]]) -> list[Path]:
     """Each split to ``<out>/<name>.parquet`` atomically (nothing is renamed unless all wrote)."""
-    from data_converters.parquet_io import ParquetChunkWriter
+    from verl_ext.io import ParquetChunkWriter
 
     writers = {name: ParquetChunkWriter(out / f"{name}.parquet", SCHEMA) for name in splits}
     try:
@@ -186,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         "splits": {name: _split_summary(rows) for name, rows in splits.items()},
         "skipped_over_max_rounds": sorted(skipped), "outputs": [str(p) for p in paths],
     }
-    from data_converters.parquet_io import atomic_write_text
+    from verl_ext.io import atomic_write
 
-    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
 

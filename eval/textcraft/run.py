@@ -21,7 +21,6 @@ import json
 import logging
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -150,21 +149,24 @@ def guard_out_dir(cfg: RunConfig) -> None:
             lines = "\n".join(f"  {k}: before {before.get(k)!r}, now {current[k]!r}" for k in diff)
             raise RunConfigError(f"{out} holds results made with other settings:\n{lines}\n"
                                  f"use another out_dir, or delete {out / RESULTS_FILE} to start over")
-    from verl_ext_eval.results import atomic_write
+    from verl_ext.io import atomic_write
 
     atomic_write(path, json.dumps(current, indent=2) + "\n")
 
 
-async def run_episodes(cfg: RunConfig, backend: Backend, tasks: list[Task], results, progress=None) -> int:
+async def run_episodes(cfg: RunConfig, backend: Backend, tasks: list[Task], results, progress=None,
+                       on_turn=None) -> int:
     """Play ``tasks`` with at most ``cfg.concurrency`` in flight; append each record to
-    ``results`` as it finishes. The first backend error cancels the rest and is raised."""
+    ``results`` as it finishes (then call ``progress(record)``; ``on_turn(generation)`` after
+    every turn). The first backend error cancels the rest and is raised."""
     params = sampling_params(cfg.sampling)
     book = load_recipe_book()
     gate = asyncio.Semaphore(cfg.concurrency)
 
     async def one(task: Task) -> None:
         async with gate:
-            result = await run_episode(backend, task, cfg.format, params, cfg.max_rounds, book, cfg.prompt_style)
+            result = await run_episode(backend, task, cfg.format, params, cfg.max_rounds, book, cfg.prompt_style,
+                                       on_turn)
         record = result.to_record()
         if not cfg.save_messages:
             record.pop("messages")
@@ -225,25 +227,56 @@ def evaluate(cfg: RunConfig, backend: Backend | None = None) -> dict:
     return summary
 
 
+class EpisodeProgress:
+    """The runner's live numbers: episodes done, success so far, turns played, generated tokens/s.
+    ``tick`` takes a finished record, ``turn`` a generation; ``postfix()`` is the bar's text."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.episodes = self.wins = self.turns = self.tokens = 0
+
+    def tick(self, record: dict) -> None:
+        self.episodes += 1
+        self.wins += bool(record["success"])
+
+    def turn(self, gen) -> None:
+        self.turns += 1
+        self.tokens += gen.num_tokens
+
+    def postfix(self) -> dict[str, str]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        out = {"turns": str(self.turns), "tok/s": f"{self.tokens / elapsed:.1f}"}
+        if self.episodes:
+            out["success"] = f"{self.wins / self.episodes:.2f}"
+        return out
+
+
 async def _with_progress(cfg: RunConfig, backend: Backend, todo: list[Task], results) -> None:
     bar = None
-    wins = Counter()
+    live = EpisodeProgress()
     if cfg.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc="textcraft", unit="ep")
 
     def tick(record: dict) -> None:
-        wins[bool(record["success"])] += 1
+        live.tick(record)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(success=f"{wins[True] / sum(wins.values()):.2f}", refresh=False)
+            bar.set_postfix(live.postfix(), refresh=False)
+
+    def turn(gen) -> None:
+        live.turn(gen)
+        if bar is not None and live.turns % 5 == 0:  # between episodes too: a 30-round episode is long
+            bar.set_postfix(live.postfix())
 
     try:
-        await run_episodes(cfg, backend, todo, results, tick)
+        await run_episodes(cfg, backend, todo, results, tick, turn)
     finally:
         if bar is not None:
             bar.close()
+    logger.info("textcraft: %d episodes, %d turns, %.1f generated tokens/s", live.episodes, live.turns,
+                live.tokens / max(time.perf_counter() - live.start, 1e-9))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OverrideError, RunConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    short = {k: summary[k] for k in ("episodes", "success_rate", "mean_steps", "failures", "success_by_depth")}
+    short = {k: summary[k] for k in ("episodes", "success_rate", "success_rate_ci95", "mean_steps", "failures",
+                                     "success_by_depth", "episodes_by_depth", "success_by_depth_ci95")}
     print(json.dumps(short, indent=2))
     print(f"report: {Path(cfg.out_dir) / 'report.md'}")
     return 0

@@ -8,17 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 
-def _write_jsonl(path: Path, rows, raw_lines=()) -> Path:
-    """JSONL of ``rows``; ``raw_lines`` (str or bytes) are appended verbatim, one per line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        for row in rows:
-            fh.write(json.dumps(row).encode() + b"\n")
-        for line in raw_lines:
-            fh.write((line.encode() if isinstance(line, str) else line) + b"\n")
-    return path
-
-
 def _write_parquet(path: Path, rows, row_group_size: int | None = None, schema=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_size)
@@ -31,11 +20,6 @@ def _read_rows(path: Path) -> list[dict]:
 
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture
-def write_jsonl():
-    return _write_jsonl
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_converters.parquet_io import (
-    ConversionError, ParquetChunkWriter, Reject, RejectSink, Summary, input_kind, iter_chunks,
-)
+from data_converters.parquet_io import ConversionError, Reject, RejectSink, Summary, iter_chunks
 from data_converters.pipeline import Kept, convert_files, expand_inputs
 
 
@@ -53,42 +51,10 @@ def test_broken_json_list_names_file(tmp_path):
         _collect(path)
 
 
-def test_json_extension_holding_jsonl(tmp_path, write_jsonl):
-    path = write_jsonl(tmp_path / "a.json", [{"x": 1}, {"x": 2}])
-    assert input_kind(path) == "jsonl"
-    assert [r for _, _, r in _collect(path)[0]] == [{"x": 1}, {"x": 2}]
-
-
 def test_parquet_rows_numbered_across_batches(tmp_path, write_parquet):
     path = write_parquet(tmp_path / "a.parquet", [{"x": i} for i in range(7)], row_group_size=3)
     records, _ = _collect(path, batch_size=2)
     assert [(p, r["x"]) for _, p, r in records] == [(i, i) for i in range(7)]
-
-
-def test_writer_is_atomic_and_independent_of_batching(tmp_path):
-    schema = pa.schema([("x", pa.int64()), ("s", pa.string())])
-    rows = [{"x": i} for i in range(10)]  # "s" missing → null
-    outputs = []
-    for sizes in ([10], [1] * 10, [3, 3, 4]):
-        target = tmp_path / f"out{len(sizes)}.parquet"
-        w = ParquetChunkWriter(target, schema, rows_per_group=4)
-        start = 0
-        for n in sizes:
-            w.write_rows(rows[start:start + n])
-            start += n
-        assert not target.exists()  # nothing under the final name before commit
-        assert w.commit() == 10
-        outputs.append(target.read_bytes())
-        assert pq.ParquetFile(target).metadata.num_row_groups == 3
-    assert outputs[0] == outputs[1] == outputs[2]
-    assert pq.read_table(tmp_path / "out1.parquet").column("s").null_count == 10
-
-
-def test_writer_abort_leaves_nothing(tmp_path):
-    w = ParquetChunkWriter(tmp_path / "o.parquet", pa.schema([("x", pa.int64())]))
-    w.write_rows([{"x": 1}])
-    w.abort()
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_reject_sink_commit_and_abort(tmp_path, read_jsonl):

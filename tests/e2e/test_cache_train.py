@@ -1,4 +1,5 @@
 """The tokenized cache under torchrun: one build for both ranks, same first-step loss as without it."""
+import json
 import re
 
 import pytest
@@ -11,13 +12,15 @@ pytestmark = pytest.mark.slow
 def test_two_ranks_one_build_same_loss_as_cache_off(tmp_path, tiny_model_dir):
     data = write_rows(tmp_path / "train.parquet", 16)
     cdir = tmp_path / "cache"
-    common = (FP32, "trainer.save_freq=-1", f"data.cache_dir={cdir}")
+    # cache_workers=2: rank 0 encodes on a fork pool inside the torchrun worker
+    common = (FP32, "trainer.save_freq=-1", f"data.cache_dir={cdir}", "data.cache_workers=2")
     log_on = tmp_path / "on.jsonl"
     proc = train(base_args(tiny_model_dir, data, tmp_path / "ck1", 2, *common), log_on)
     out = proc.stdout + proc.stderr
     assert len(re.findall(r"tokenized cache built in", out)) == 1, "exactly one rank builds"
     built = [p for p in cdir.iterdir() if p.is_dir()]
     assert len(built) == 1 and (built[0] / "meta.json").exists()
+    assert json.loads((built[0] / "meta.json").read_text())["stats"]["workers"] == 2
     # both ranks mapped the same folder (each dataset logs its cache path)
     assert out.count(f"(cache {built[0]})") >= 2, out[-3000:]
 

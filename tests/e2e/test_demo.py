@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_small(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "verl_ext.cli", "demo", "--small", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "verl_ext.apps.cli", "demo", "--small", "--out", str(out)],
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
     assert "| TextCraft success |" in proc.stdout and "| math accuracy |" in proc.stdout

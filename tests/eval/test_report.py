@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from verl_ext_eval.report import Section, markdown_table, mean_table, rate_table, write_summary
+from verl_ext_eval.report import Section, markdown_table, mean_table, rate_table, wilson_interval, write_summary
 
 RECORDS = [
     {"depth": 1, "success": True, "turns": 3},
@@ -18,14 +18,23 @@ RECORDS = [
 
 def test_rate_table_groups_numerically_and_counts_unscored():
     t = rate_table(RECORDS, "depth", "success")
-    assert t.columns == ("depth", "n", "scored", "success", "rate")
+    assert t.columns == ("depth", "n", "scored", "success", "rate", "ci95_low", "ci95_high")
     assert [r[0] for r in t.rows] == [1, 2, 10, "all"]  # 10 after 2, not lexicographic
     by = {r[0]: r for r in t.rows}
-    assert by[1][1:] == (2, 2, 2.0, 1.0)
+    assert by[1][1:5] == (2, 2, 2.0, 1.0) and by[1][5:] == pytest.approx((0.3424, 1.0), abs=1e-4)
     assert by[2][4] == pytest.approx(0.5)
-    assert by[10][1:] == (2, 1, 0.0, 0.0)
+    assert by[10][1:5] == (2, 1, 0.0, 0.0)
     assert by["all"][1:4] == (6, 5, 3.0) and by["all"][4] == pytest.approx(3 / 5)
+    assert by["all"][5:] == pytest.approx((0.2307, 0.8824), abs=1e-4)  # over the 5 scored, not 6
     assert t.chart == ("depth", "rate")
+
+
+def test_wilson_interval_matches_published_values():
+    # reference values: Wilson (1927) score interval as tabulated by e.g. statsmodels proportion_confint
+    assert wilson_interval(3, 5) == pytest.approx((0.2307, 0.8824), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(104, 200) == pytest.approx((0.4510, 0.5882), abs=1e-4)  # ADaPT's 0.52 on 200 seeds
+    assert wilson_interval(0, 0) is None
 
 
 def test_mean_table_stats():
@@ -42,7 +51,8 @@ def test_markdown_table_escapes_and_formats():
 
 
 def test_write_summary_files(tmp_path):
-    summary = {"model": "tiny", "success_rate": 0.6, "by_depth": {"1": 1.0}, "samples": [1, 2]}
+    summary = {"model": "tiny", "success_rate": 0.6, "success_rate_ci95": [0.2307, 0.8824], "by_depth": {"1": 1.0},
+               "samples": [1, 2]}
     sections = [
         rate_table(RECORDS, "depth", "success", title="Success by depth"),
         mean_table(RECORDS, "depth", "turns", title="Turns"),
@@ -54,6 +64,7 @@ def test_write_summary_files(tmp_path):
     report = (out / "report.md").read_text()
     assert report.startswith("# TextCraft eval")
     assert "| success_rate | 0.600 |" in report and "| by_depth.1 | 1.000 |" in report
+    assert "| success_rate_ci95 | [0.231, 0.882] |" in report and "samples" not in report
     assert "## Success by depth" in report and "![Success by depth](success_by_depth.png)" in report
     assert "## Turns" in report and "turns.png" not in report
     for name in ("success_by_depth", "by_subject"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_ext_eval.results import ResultsFile, ResultsFileError, atomic_write
+from verl_ext_eval.results import ResultsFile, ResultsFileError
 
 
 def _lines(path: Path) -> list[str]:
@@ -98,11 +98,3 @@ def test_real_kill_then_rerun_completes_without_duplicates(tmp_path, kill_after)
     subprocess.run(cmd, env=env, check=True)
     ids = [json.loads(x)["id"] for x in _lines(path)]
     assert sorted(ids) == list(range(n))  # no losses, no duplicates, torn line gone
-
-
-def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
-    target = tmp_path / "a" / "f.json"
-    atomic_write(target, "one")
-    atomic_write(target, b"two")
-    assert target.read_text() == "two"
-    assert [p.name for p in target.parent.iterdir()] == ["f.json"]

@@ -92,7 +92,7 @@ def test_scripts_parse(script):
 
 
 def test_every_script_has_a_header_and_passes_user_args_last():
-    assert len(SCRIPTS) == 6
+    assert len(SCRIPTS) == 8
     for script in SCRIPTS:
         text = script.read_text()
         assert text.startswith("#!/usr/bin/env bash\n#"), script

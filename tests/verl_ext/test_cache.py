@@ -130,8 +130,7 @@ def test_rebuild_mode_and_max_samples(tmp_path, qwen3_tokenizer, renders, monkey
     assert len(few) == 5 and few.cache_path != rebuilt.cache_path
 
 
-def test_parallel_build_equals_single_process(tmp_path, qwen3_tokenizer, monkeypatch):
-    monkeypatch.setattr(cache, "POOL_MIN_ROWS", 0)
+def test_parallel_build_equals_single_process(tmp_path, qwen3_tokenizer):
     path = write(tmp_path / "t.parquet", rows(300))
     one = ChatSFTDataset(path, qwen3_tokenizer, cfg(tmp_path / "c", cache="off", cache_workers=1))
     two = ChatSFTDataset(path, qwen3_tokenizer, cfg(tmp_path / "c2", cache_workers=2))
@@ -140,8 +139,7 @@ def test_parallel_build_equals_single_process(tmp_path, qwen3_tokenizer, monkeyp
     assert [one.store.ref(i) for i in (0, 150, 299)] == [two.store.ref(i) for i in (0, 150, 299)]
 
 
-def test_bad_row_in_parallel_build_names_file_and_row_and_leaves_no_cache(tmp_path, qwen3_tokenizer, monkeypatch):
-    monkeypatch.setattr(cache, "POOL_MIN_ROWS", 0)
+def test_bad_row_in_parallel_build_names_file_and_row_and_leaves_no_cache(tmp_path, qwen3_tokenizer):
     data = rows(200)
     data[137]["messages"][1]["role"] = "wizard"
     path = write(tmp_path / "t.parquet", data)

@@ -99,3 +99,34 @@ def test_file_logger_appends(tmp_path, monkeypatch):
         fl.log({"x": step}, step)
         fl.finish()
     assert (tmp_path / "m.jsonl").read_text().count("\n") == 2
+
+
+def test_ray_process_group_backend_is_plain_gloo_on_cpu():
+    """patch_cpu_process_group_ray: verl's Ray workers build the duplicate backend string by default."""
+    import verl.utils.distributed as vdist
+    from verl.workers import engine_workers
+
+    src = inspect.getsource(vdist.initialize_global_process_group_ray)
+    assert 'backend = backend or f"cpu:gloo,{get_device_name()}:{get_nccl_backend()}"' in src
+    assert engine_workers.initialize_global_process_group_ray is vdist.initialize_global_process_group_ray
+    if plugin.CPU:
+        assert "cpu_process_group_ray" in plugin.APPLIED
+        assert vdist.initialize_global_process_group_ray.__defaults__ == (None, "gloo")
+
+
+def test_upstream_ray_dataloader_hard_codes_workers():
+    """ray_dataloader_workers: if verl reads data.num_workers in its Ray trainer, delete the patch."""
+    from verl.trainer import sft_trainer_ray
+
+    src = inspect.getsource(sft_trainer_ray.SFTTrainer._build_dataloader)
+    assert src.count("num_workers=8") == 2 and "data.num_workers" not in src
+
+
+def test_ray_dataloader_workers_applies_and_restores():
+    from verl.trainer import sft_trainer_ray
+
+    original = sft_trainer_ray.StatefulDataLoader
+    with patches.ray_dataloader_workers(0):
+        loader = sft_trainer_ray.StatefulDataLoader(dataset=list(range(4)), batch_size=2, num_workers=8)
+        assert loader.num_workers == 0
+    assert sft_trainer_ray.StatefulDataLoader is original

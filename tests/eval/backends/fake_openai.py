@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FakeOpenAI:
     def __init__(self, fail_first: int = 0, fail_status: int = 503, delay_s: float = 0.0, delay_first: int | None = None,
-                 text: str = "Hello world", models: tuple[str, ...] = ("fake-model",)):
-        self.fail_first, self.fail_status = fail_first, fail_status
+                 text: str = "Hello world", models: tuple[str, ...] = ("fake-model",), retry_after: str | None = None):
+        self.fail_first, self.fail_status, self.retry_after = fail_first, fail_status, retry_after
+        self.post_times: list[float] = []  # monotonic arrival time of each POST
         self.delay_s, self.delay_first = delay_s, delay_first
         self.text, self.models = text, models
         self.requests: list[tuple[str, dict | None]] = []
@@ -24,9 +25,11 @@ class FakeOpenAI:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _send(self, status: int, payload: dict) -> None:
+            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
@@ -43,6 +46,7 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 with owner._lock:
                     owner.requests.append((self.path, body))
+                    owner.post_times.append(time.monotonic())
                     n = len([r for r in owner.requests if r[1] is not None])
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
@@ -50,7 +54,8 @@ class FakeOpenAI:
                     if owner.delay_s and (owner.delay_first is None or n <= owner.delay_first):
                         time.sleep(owner.delay_s)
                     if n <= owner.fail_first:
-                        return self._send(owner.fail_status, {"error": {"message": f"scripted failure {n}"}})
+                        extra = {"Retry-After": owner.retry_after} if owner.retry_after is not None else None
+                        return self._send(owner.fail_status, {"error": {"message": f"scripted failure {n}"}}, extra)
                     self._send(200, owner.answer(self.path, body))
                 except (BrokenPipeError, ConnectionResetError):
                     pass

@@ -3,6 +3,8 @@ healthy start, death with log lines, startup timeout, SIGTERM then SIGKILL of th
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -13,7 +15,7 @@ import pytest
 from verl_ext_eval.backends.managed_server import LaunchSpec, ManagedServer, ServerLaunchError, port_is_free
 
 FAKE = textwrap.dedent('''
-    import argparse, os, signal, subprocess, sys, time
+    import argparse, json, os, signal, subprocess, sys, time
     from http.server import BaseHTTPRequestHandler, HTTPServer
     p = argparse.ArgumentParser()
     p.add_argument("--model-path"); p.add_argument("--host"); p.add_argument("--port", type=int)
@@ -35,8 +37,29 @@ FAKE = textwrap.dedent('''
     class H(BaseHTTPRequestHandler):
         def log_message(self, *args): pass
         def do_GET(self):
+            if self.path == "/get_model_info":
+                body = json.dumps({"model_path": os.environ.get("FAKE_SERVED") or a.model_path}).encode()
+                self.send_response(200); self.end_headers(); self.wfile.write(body)
+                return
             self.send_response(200 if self.path == "/health" else 404); self.end_headers()
     HTTPServer((a.host, a.port), H).serve_forever()
+''')
+
+# a runner that launches a managed server (FAKE via argv, not SGLang), reports pids, then waits to be killed
+RUNNER = textwrap.dedent('''
+    import sys, threading, time
+    from verl_ext_eval.backends.managed_server import LaunchSpec, ManagedServer
+    fake, model, env_path, child_file, in_thread = sys.argv[1:6]
+    spec = LaunchSpec(model_path=model, argv=(sys.executable, fake, "--host", "{host}", "--port", "{port}",
+                      "--model-path", "{model_path}"), env={"FAKE_CHILD_PID": child_file}, stop_grace_s=2.0)
+    box = {}
+    if in_thread == "1":
+        t = threading.Thread(target=lambda: box.update(server=ManagedServer(spec)))
+        t.start(); t.join()  # the launching thread is gone: only the guard's poll can notice the runner
+    else:
+        box["server"] = ManagedServer(spec)
+    print(box["server"].proc.pid, box["server"].port, flush=True)
+    time.sleep(600)
 ''')
 
 
@@ -114,3 +137,46 @@ def test_refuses_non_loopback_and_missing_paths(tmp_path):
         ManagedServer(LaunchSpec(model_path=str(tmp_path), python=str(tmp_path / "nope" / "python")))
     with pytest.raises(ServerLaunchError, match="model path"):
         ManagedServer(LaunchSpec(model_path=str(tmp_path / "none"), python=sys.executable))
+
+
+def test_a_server_for_another_model_is_refused(fake_sglang, tmp_path):
+    spec = fake_sglang("ok", startup_timeout_s=30)
+    spec = LaunchSpec(**{**spec.__dict__, "env": {**spec.env, "FAKE_SERVED": "/models/someone-else"}})
+    with pytest.raises(ServerLaunchError, match="serves '/models/someone-else', not the model it was launched with"):
+        ManagedServer(spec)
+    assert not _alive(fake_sglang.child_pid())  # the refused server was stopped
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("in_thread", ["0", "1"], ids=["main-thread", "other-thread"])
+def test_kill_9_of_the_runner_leaves_no_server_behind(tmp_path, in_thread):
+    fake, runner = tmp_path / "fake_server.py", tmp_path / "runner.py"
+    fake.write_text(FAKE)
+    runner.write_text(RUNNER)
+    model = tmp_path / "model"
+    model.mkdir()
+    child_file = tmp_path / "child.pid"
+    proc = subprocess.Popen([sys.executable, str(runner), str(fake), str(model), "", str(child_file), in_thread],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        guard_pid, port = map(int, proc.stdout.readline().split())
+        server_child = int(child_file.read_text())
+        assert _alive(guard_pid) and _alive(server_child) and not port_is_free(port)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert _gone(server_child, 10.0) and _gone(guard_pid, 10.0)
+        deadline = time.monotonic() + 5
+        while not port_is_free(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert port_is_free(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

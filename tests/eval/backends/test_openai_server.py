@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from fake_openai import FakeOpenAI  # noqa: E402
 from verl_ext_eval.backends import make_backend  # noqa: E402
 from verl_ext_eval.backends.base import SamplingParams  # noqa: E402
 from verl_ext_eval.backends.managed_server import free_port  # noqa: E402
-from verl_ext_eval.backends.openai_server import ServerError  # noqa: E402
+from verl_ext_eval.backends.openai_server import ServerError, parse_retry_after  # noqa: E402
 
 
 def run(coro):
@@ -97,6 +98,60 @@ def test_timeout_is_retried():
         backend = make_backend("server", base_url=fake.url, model="m", timeout_s=0.2, retries=1, backoff_s=0.01)
         with pytest.raises(ServerError, match="Timeout"):
             run(_call(backend, "complete", "x", SamplingParams()))
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured_then_the_request_succeeds(status):
+    # backoff_s would retry at once: only the server's Retry-After can explain the wait
+    with FakeOpenAI(fail_first=1, fail_status=status, retry_after="1") as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", retries=2, backoff_s=0.001)
+        g = run(_call(backend, "chat", [{"role": "user", "content": "x"}], SamplingParams()))
+        assert g.text == "Hello world" and len(fake.post_times) == 2
+        assert 1.0 <= fake.post_times[1] - fake.post_times[0] < 2.0
+
+
+def test_429_without_retry_after_backs_off_with_jitter_and_gives_up_clearly():
+    with FakeOpenAI(fail_first=10, fail_status=429) as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", retries=2, backoff_s=0.05)
+        with pytest.raises(ServerError, match="after 3 attempts.*HTTP 429.*scripted failure 3"):
+            run(_call(backend, "complete", "x", SamplingParams()))
+        gaps = [b - a for a, b in zip(fake.post_times, fake.post_times[1:])]
+        assert len(gaps) == 2 and all(g < 0.5 for g in gaps)
+
+
+def test_a_server_that_never_answers_fails_within_the_request_bound():
+    with FakeOpenAI(delay_s=30.0) as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", timeout_s=20.0, retries=3,
+                               request_timeout_s=1.0)
+        start = time.monotonic()
+        with pytest.raises(ServerError, match=r"no answer within 1\.0 s \(request_timeout_s\)"):
+            run(_call(backend, "complete", "x", SamplingParams()))
+        assert time.monotonic() - start < 3.0
+
+
+def test_a_retry_after_beyond_the_bound_ends_at_the_bound():
+    with FakeOpenAI(fail_first=5, fail_status=503, retry_after="60") as fake:
+        backend = make_backend("server", base_url=fake.url, model="m", retries=3, request_timeout_s=0.8)
+        start = time.monotonic()
+        with pytest.raises(ServerError, match="no answer within.*Retry-After 60.0 s"):
+            run(_call(backend, "complete", "x", SamplingParams()))
+        assert time.monotonic() - start < 2.5 and len(fake.post_times) == 1
+
+
+def test_parse_retry_after_seconds_and_dates():
+    import email.utils
+
+    assert parse_retry_after("3") == 3.0 and parse_retry_after(None) is None and parse_retry_after("soon") is None
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= parse_retry_after(later) <= 31
+
+
+def test_httpx_request_logs_are_off_by_default():
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.NOTSET)
+    make_backend("server", base_url="http://127.0.0.1:1", model="m")
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
 
 
 def test_connection_refused_is_retried_then_reported():

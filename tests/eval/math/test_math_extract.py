@@ -125,3 +125,52 @@ def test_final_segment():
 )
 def test_gold_answer(gold, expected):
     assert gold_answer(gold) == expected
+
+
+# how models end responses without a box (Llama, Qwen, R1, Minerva, multiple choice)
+PROSE = [
+    ("We add them.\nThe answer is 42.", "42", "answer_is"),
+    ("So the final answer is $\\frac{1}{2}$.", r"\frac{1}{2}", "answer_is"),
+    ("Thus, the final answer is: 5", "5", "answer_is"),
+    ("Therefore the answer is **12 cm**.", "12", "answer_is"),
+    ("The answer is 5 apples.", "5", "answer_is"),
+    ("The answer is $5+4i$.", "5+4i", "answer_is"),
+    ("The answer is 3.5 because we divide.", "3.5", "answer_is"),
+    ("The answer is $x = 2$ and $x = -5$.", "x = 2, x = -5", "answer_is"),
+    ("I computed 7 earlier. The answer is $8$ since 7 was wrong.", "8", "answer_is"),
+    ("The answer is 3.\nOn reflection the answer is 4.", "4", "answer_is"),
+    ("**Answer:** 9", "9", "answer_line"),
+    ("**Answer: 9**", "9", "answer_line"),
+    ("Answer: $12,345$ dollars", "12,345", "answer_line"),
+    ("After simplifying,\n**Final Answer**\n$\\frac{3}{4}$", r"\frac{3}{4}", "last_line"),
+    ("The area is 25.\n\n25", "25", "last_line"),
+    ("**Final Answer**\n$x=7, x=-2$", "x=7, x=-2", "last_line"),
+    ("Looking at the choices, the answer is (B).", "(B)", "answer_is"),
+    ("So the correct option is B.", "B", "answer_is"),
+    ("Comparing the options:\nB) 12", "B", "choice"),
+    ("Hence option C.", "C", "choice"),
+]
+
+# numbers mentioned in passing: no final answer
+PASSING = [
+    "The answer is not 5, let us recheck the computation.",
+    "The answer is easy to find if we note that 2+2=4.",
+    "We have 3 apples and 4 oranges, so in total we need to count more carefully.",
+    "Let's check option B first. It gives 12, which is too small.",
+    "The answer depends on n.",
+    "In step 2 we got 15.\nThis means we should continue with the next part.",
+    "The answer is 5 when n is odd and 6 otherwise.",
+    "Is the answer 5? Let's verify.",
+    "#### Step 1: add\n3 + 4 = 7",
+]
+
+
+@pytest.mark.parametrize("response, answer, method", PROSE)
+def test_prose_final_answers(response, answer, method):
+    got = extract_answer(response)
+    assert (got.answer, got.method) == (answer, method)
+
+
+@pytest.mark.parametrize("response", PASSING)
+def test_numbers_in_passing_are_not_answers(response):
+    assert extract_answer(response) == extract_answer("")  # no answer, method "none"

@@ -35,7 +35,7 @@ EQUIVALENT = [
     # intervals and tuples
     ("(1,2)", "(1, 2)"), ("[1,2)", "[1, 2)"), (r"(-\infty, 2]", r"(-\infty,2]"),
     (r"(-\infty,0)\cup(1,\infty)", r"(-\infty, 0) \cup (1, \infty)"), ("(3, -4)", "(3,-4)"),
-    (r"x>2", r"(2,\infty)"),  # gold inequality, predicted interval: accepted
+    (r"x>2", r"(2,\infty)"), (r"(2,\infty)", "x>2"),  # inequality vs interval, either way round
     # equations
     ("3", "x=3"), ("x=3", "3"), ("x=3", "x = 3"), ("y=2x+1", "y=1+2x"),
     # matrices
@@ -55,11 +55,10 @@ NOT_EQUIVALENT = [
     ("(1,2)", "[1,2]"), ("[1,2]", "(1,2)"), ("(1,2]", "(1,2)"),
     # order matters for tuples
     ("(1,2)", "(2,1)"), ("(1,2)", r"\{2,1\}"),
-    (r"(2,\infty)", "x>2"),  # gold interval, predicted inequality: math-verify compares a relation
-    # to a set only when the prediction is the set
+    (r"(2,\infty)", "x\\ge2"),  # closed vs open end
     ("y=3", "x=3"),  # a different variable
     (r"\{1,2\}", r"\{1,2,3\}"), ("1,2", "1"),
-    ("0.5", r"50\%"),  # 50\% reads as 50 (the percent sign is dropped), not 0.5
+    ("0.05", r"50\%"),  # 50\% is 50 or 0.5, never 0.05
     (r"\text{Monday}", "Tuesday"), ("A", "B"),
 ]
 
@@ -94,7 +93,7 @@ def test_grade_many_keeps_order_and_reasons(grader):
         (r"\boxed{7}", "7"),  # exact (cheap path)
         (r"\boxed{0.5}", r"\frac12"),  # numeric (cheap path)
         (r"\boxed{8}", "7"),  # two integers differ (cheap path)
-        (r"\boxed{x=7}", "7"),  # math-verify
+        (r"\boxed{\sqrt{49}}", "7"),  # math-verify
         ("no answer at all", "7"),
         (r"<think>\boxed{7}", "7"),
         (r"\boxed{}", "7"),
@@ -131,13 +130,15 @@ def test_cheap_path_decisions_are_certain():
     assert fast_verdict("7", "7.0") == (True, "numeric")
     assert fast_verdict("7", "8") == (False, "numeric")
     assert fast_verdict(r"\frac{1}{3}", "0.3333333") is None  # rounding rules: ask math-verify
-    assert fast_verdict("3", "x=3") is None
+    assert fast_verdict("3", "x=3") == (True, "numeric")  # math-verify's rule, decided here
+    assert fast_verdict("x=3", "y=3") is None  # a different variable: math-verify's call
     assert normalize_answer(r"$\left( 1,\!2 \right)$") == "(1,2)"
     assert normalize_answer("1,2") == "1,2"  # a list, not a thousands separator
     assert as_number("1" * 5000) is None  # huge literals go to the worker
 
 
-SLOW_FOR_SYMPY = [r"10^{10^{10}}", r"9^{9^{9}}", r"(10^{6})!", r"2^{2^{2^{2^{2^{2}}}}}"]
+# symbolic, so the cheap path cannot decide them (pure numbers such as 10^{10^{10}} it decides as huge)
+SLOW_FOR_SYMPY = [r"(x+1)^{10^{6}}", r"\sin(10^{10^{10}})", r"10^{10^{10}} + x", r"(2+\sqrt{3})^{10000}"]
 
 
 def test_pathological_inputs_bounded_from_threads():
@@ -164,5 +165,5 @@ def test_pathological_inputs_bounded_from_threads():
 
 def test_one_sample_helper():
     assert grade(r"\boxed{\frac{2}{4}}", "0.5").correct
-    r = grade(r"\boxed{10^{10^{10}}}", "3", timeout_s=1.0)
+    r = grade(r"\boxed{(x+1)^{10^{6}}}", "3", timeout_s=1.0)
     assert r.timed_out and not r.correct and r.seconds <= 1.5

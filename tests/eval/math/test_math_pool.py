@@ -72,12 +72,30 @@ def test_stuck_task_is_killed_at_the_bound_and_the_pool_goes_on(tasks_module):
     assert wall < 2 * bound + 5
 
 
-def test_soft_alarm_ends_slow_python_without_killing(tasks_module):
-    with BoundedPool(f"{tasks_module}:slow_python", workers=1, timeout_s=1.0) as pool:
-        results = pool.map([(30,), (0.0,)])
-        assert pool.replaced == 0  # the in-worker alarm (80% of the bound) ended it
+def test_soft_alarm_ends_slow_python_and_retires_the_worker(tasks_module):
+    """The in-worker alarm (80% of the bound) ends the task before the bound; that worker then
+    serves nothing more (an alarm mid-SymPy can leave its caches half-updated)."""
+    with BoundedPool(f"{tasks_module}:slow_python", workers=1, timeout_s=1.0, chunk_size=4) as pool:
+        results = pool.map([(30,), (0.0,), (0.0,)])
+        assert pool.replaced == 1
     assert results[0].timed_out and results[0].error == "timeout" and results[0].seconds < 1.0
-    assert results[1].value == "spun"
+    assert [r.value for r in results[1:]] == ["spun", "spun"]
+
+
+def test_no_task_runs_in_a_worker_after_its_soft_timeout(tasks_module, tmp_path):
+    (tmp_path / "pool_test_state.py").write_text(
+        "import os, time\n"
+        "def task(kind):\n"
+        "    if kind == 'slow':\n"
+        "        while True: pass\n"
+        "    return os.getpid()\n")
+    with BoundedPool("pool_test_state:task", workers=1, timeout_s=0.5, chunk_size=8) as pool:
+        first = pool.map([("pid",)])[0].value
+        results = pool.map([("slow",), ("pid",), ("slow",), ("pid",)])
+        assert pool.replaced == 2
+    assert results[0].timed_out and results[2].timed_out
+    pids = [first, results[1].value, results[3].value]
+    assert len(set(pids)) == 3  # a fresh worker after each timeout
 
 
 def test_crashed_worker_is_replaced(tasks_module):

@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 from omegaconf import OmegaConf
 
-from verl_ext.gen_eval import GenEvalConfig, _grade, tracking_class
+from verl_ext.apps.gen_eval import GenEvalConfig, _grade, tracking_class
 
 
 class _Base:

@@ -8,6 +8,7 @@
 5. evaluate after, and print a before/after table with where everything is
 
 Every step is a subprocess of the real CLI (what a user would type), printed before it runs.
+An application on top of the training core and ``verl_ext_eval``.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from verl_ext.io import atomic_path, atomic_write
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,8 @@ def build_data(out: Path, size: Size) -> tuple[Path, list[str]]:
     rows = [{"messages": r["messages"], "data_source": "textcraft"} for r in tc_train[: size.tc_train]]
     rows += math_train_rows(size.math_train, exclude)
     train = out / "data" / "train.parquet"
-    tmp = train.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    tmp.replace(train)
+    with atomic_path(train) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
     print(f"    training rows: {len(rows)} ({size.tc_train} TextCraft trajectories + {len(rows) - size.tc_train} math)")
     return train, test_goals
 
@@ -191,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndemo failed: {e}", file=sys.stderr)
         return 1
     report = table(before, after)
-    (out / "results.md").write_text(report + "\n")
-    (out / "results.json").write_text(json.dumps({"before": before, "after": after}, indent=2, default=str))
+    atomic_write(out / "results.md", report + "\n")
+    atomic_write(out / "results.json", json.dumps({"before": before, "after": after}, indent=2, default=str))
     print("\n" + report)
     print(f"\nall in {out}: data/, checkpoints/, model-sft/, eval/<before|after>/<textcraft|math>/report.md, logs/")
     print(f"total {time.monotonic() - t0:.0f}s")

@@ -6,6 +6,9 @@ verl's SFT trainer validates on loss only. Turned on with ``gen_eval.enable=true
 the FSDP-wrapped model (``synced_gpus`` keeps the sharded forwards in lockstep); rank 0 grades with
 ``verl_ext_eval.math.grading`` and hands the metrics to verl's tracker (console, file, tensorboard, wandb,
 mlflow), with a table of sample generations where the logger has one and a JSONL file per step.
+
+An application module: the trainer loads it by the dotted path in ``gen_eval.evaluator`` and calls
+``attach(trainer) -> bool`` and ``tracking_class(trainer, base)``; the core never imports it.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.distributed as dist
+
+from verl_ext.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +147,10 @@ def _grade(trainer, cfg, prompts, problems, outputs) -> dict[str, float]:
     out_dir = os.path.join(os.path.expanduser(str(trainer.config.trainer.default_local_dir)), "gen_eval")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"step_{step}.jsonl")
-    with open(path + ".tmp", "w") as f:
-        for p, (text, ntok), r in zip(problems, outputs, results):
-            f.write(json.dumps({"id": p.id, "answer": p.answer, "response": text, "tokens": ntok,
-                                "correct": r.correct, "extracted": r.extracted, "reason": r.reason}) + "\n")
-    os.replace(path + ".tmp", path)
+    atomic_write(path, "".join(
+        json.dumps({"id": p.id, "answer": p.answer, "response": text, "tokens": ntok,
+                    "correct": r.correct, "extracted": r.extracted, "reason": r.reason}) + "\n"
+        for p, (text, ntok), r in zip(problems, outputs, results)))
     logger.warning("[verl-ext] gen-eval step %d: %s (samples: %s)", step, metrics, path)
     return metrics
 
@@ -196,15 +200,16 @@ def tracking_class(trainer, base):
     return GenEvalTracking
 
 
-def attach(trainer) -> bool:
-    """Wire generation eval into a built verl SFTTrainer; no-op when disabled."""
+def attach(trainer):
+    """Wire generation eval into a built verl SFTTrainer and return the wrapper of verl's
+    ``Tracking`` class that logs its metrics (the ``gen_eval.evaluator`` contract); None when disabled."""
     cfg = GenEvalConfig.from_config(trainer.config)
     if not cfg.enable:
-        return False
+        return None
     if trainer.val_dataloader is None:
         raise ValueError("gen_eval.enable=true needs data.val_files: generation eval runs at validation steps")
     trainer._gen_eval_cfg = cfg
     trainer._gen_eval_prompts = build_prompts(cfg, trainer.model_config.tokenizer)
     trainer._gen_eval_pending = None
     trainer.val_dataloader = _ValLoaderWithGenEval(trainer.val_dataloader, trainer)
-    return True
+    return lambda base: tracking_class(trainer, base)

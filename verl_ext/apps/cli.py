@@ -1,7 +1,10 @@
 """``verl-ext``: one command for the whole path. Each subcommand is a module with ``main(argv)``.
 
+An application on top of all three packages (core, ``verl_ext_eval``, ``data_converters``).
+
   verl-ext train   overrides...      preflight + plan + verl's SFT trainer (torchrun)
   verl-ext check   overrides...      preflight + plan only
+  verl-ext prepare [--ray] overrides...   build the tokenized cache ahead of time (same overrides as train)
   verl-ext convert NAME args...      data converters (fast_math_r1, openmath, math, textcraft, publish)
   verl-ext eval    textcraft|math overrides...   evaluation runners
   verl-ext export  CKPT [--out DIR]  FSDP checkpoint -> HF folder (LoRA merged)
@@ -16,8 +19,9 @@ import sys
 COMMANDS = {
     "train": "verl_ext.train",
     "check": "verl_ext.check",
+    "prepare": "verl_ext.prepare",
     "submit": "verl_ext.submit",
-    "demo": "verl_ext.demo",
+    "demo": "verl_ext.apps.demo",
     "assets": "verl_ext.assets",
     "export": "verl_ext.export",
 }
