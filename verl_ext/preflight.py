@@ -162,6 +162,7 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[l
         report.errors.append("trainer.test_freq > 0 but data.val_files is not set: verl would crash at the first test step")
     if config.get("gen_eval", {}).get("enable") and not config.data.val_files:
         report.errors.append("gen_eval.enable=true needs data.val_files (generation eval runs at validation steps)")
+    report.errors += _evaluator_problems(config)
     lengths: list[tuple[int, int]] = []
     samples = None
     groups = [("data.train_files", config.data.train_files, config.data.get("train_max_samples", -1))]
@@ -193,6 +194,22 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[l
     if lengths:
         _check_lengths(config, report, lengths, exact=samples is not None)
     return lengths, samples
+
+
+def _evaluator_problems(config: DictConfig) -> list[str]:
+    """The generation evaluator's own checks: ``check(config)`` beside ``gen_eval.evaluator``."""
+    node = config.get("gen_eval") or {}
+    path = node.get("evaluator")
+    if not node.get("enable") or not path:
+        return []
+    import importlib
+
+    try:
+        module = importlib.import_module(str(path).rsplit(".", 1)[0])
+    except ImportError as e:
+        return [f"gen_eval.evaluator={path}: cannot import it ({e})"]
+    check_fn = getattr(module, "check", None)
+    return list(check_fn(config)) if callable(check_fn) else []
 
 
 def _from_cache(cls, files, tokenizer, config, max_samples, key: str, report: Report) -> list[tuple[int, int]] | None:

@@ -38,6 +38,17 @@ def default_sglang_python() -> Path:
     return Path(venv) / "bin" / "python"
 
 
+# torchrun's identity of the launching process: a server that inherits RANK/WORLD_SIZE/MASTER_* joins
+# (or waits forever for) the trainer's process group instead of starting its own
+_LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                 "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS")
+
+
+def server_env(environ) -> dict:
+    """The environment a managed server starts with: the caller's, less torchrun's per-rank keys."""
+    return {k: v for k, v in environ.items() if k not in _LAUNCHER_ENV and not k.startswith("TORCHELASTIC_")}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -146,7 +157,7 @@ class ManagedServer:
             self.log_path = Path(name)
         cmd = spec.command(self.port)
         logger.info("launching %s (log: %s)", " ".join(cmd), self.log_path)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", **spec.env}
+        env = {**server_env(os.environ), "HF_HUB_OFFLINE": "1", **spec.env}
         guard = [sys.executable, str(Path(__file__).with_name("server_guard.py")), "--parent", str(os.getpid()),
                  "--grace", str(spec.stop_grace_s)]
         if threading.current_thread() is threading.main_thread():

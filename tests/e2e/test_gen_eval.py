@@ -19,9 +19,9 @@ def test_val_gen_metrics_logged_at_test_step(tmp_path, tiny_model_dir):
     val_rec = [r for r in records if "val/loss" in r["data"]]
     assert val_rec and val_rec[0]["step"] == 2
     metrics = val_rec[0]["data"]
-    for key in ("val-gen/accuracy", "val-gen/format_rate", "val-gen/response_length"):
+    for key in ("val-gen/math/accuracy", "val-gen/math/format_rate", "val-gen/math/response_length"):
         assert key in metrics
-    assert 0 < metrics["val-gen/response_length"] <= 8
+    assert 0 < metrics["val-gen/math/response_length"] <= 8
     samples = (tmp_path / "ckpt" / "gen_eval" / "step_2.jsonl").read_text().splitlines()
     assert len(samples) == 5  # every problem generated exactly once across the 2 ranks
     assert len({json.loads(s)["id"] for s in samples}) == 5

@@ -171,3 +171,16 @@ def test_reduced_cpu_run_reports_every_check(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = [x for x in proc.stdout.splitlines() if x.startswith("gpu_check ")]
     assert len(lines) == len(gc.CHECK_NAMES)
+
+
+@pytest.mark.parametrize("prefix", ["val-gen/", "val-gen/math/"])
+def test_gen_eval_judge_accepts_both_metric_namings(tmp_path, prefix):
+    r = _runner(tmp_path)
+    (tmp_path / "ckpt" / "gen_eval").mkdir(parents=True)
+    (tmp_path / "ckpt" / "gen_eval" / "step_3.jsonl").write_text("{}\n")
+    recs = [{"step": 3, "data": {"val/loss": 9.0, prefix + "accuracy": 0.0, prefix + "format_rate": 0.5,
+                                 prefix + "response_length": 16.0}}]
+    status, detail = r._judge_gen_eval({"records": recs, "dir": tmp_path}, "ran")
+    assert status == gc.PASSED and "accuracy 0" in detail and "step 3" in detail
+    status, detail = r._judge_gen_eval({"records": [{"step": 3, "data": {"val/loss": 9.0}}], "dir": tmp_path}, "ran")
+    assert status == gc.FAILED and "no val-gen" in detail

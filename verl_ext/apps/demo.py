@@ -56,10 +56,15 @@ def _run(cmd: list[str], log: Path, title: str) -> float:
     t0 = time.monotonic()
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        for line in proc.stdout:
+        last_bar = 0.0
+        for line in proc.stdout:  # text mode: tqdm's carriage returns arrive as lines
             f.write(line)
             if line.startswith("{'"):  # verl prints its whole resolved config on rank 0: it is in the log
                 continue
+            if "%|" in line:  # progress bars (episodes, turns, tokens/s): one line every 15 s, and the last
+                if time.monotonic() - last_bar < 15 and "100%" not in line:
+                    continue
+                last_bar = time.monotonic()
             if any(k in line for k in ("[verl-ext]", "step:", "Epoch", "preflight", "ERROR", "Error", "report:", "%|")):
                 print("    " + line.rstrip()[:200], flush=True)
         rc = proc.wait()
@@ -122,7 +127,7 @@ def evaluate(model: Path, out: Path, tag: str, size: Size, goals: list[str]) -> 
     goal_list = "[" + ",".join(goals[: size.tc_episodes]) + "]"
     _run([py, "-m", "verl_ext_eval.textcraft", "backend.name=hf", f"backend.model_path={model}", f"goals={goal_list}",
           f"episodes={size.tc_episodes}", f"max_rounds={size.tc_rounds}", f"sampling.max_new_tokens={size.tc_tokens}",
-          f"concurrency={size.tc_episodes}", f"out_dir={out / 'eval' / tag / 'textcraft'}", "progress=false"],
+          f"concurrency={size.tc_episodes}", f"out_dir={out / 'eval' / tag / 'textcraft'}"],
          out / "logs" / f"eval_{tag}_textcraft.log", f"TextCraft eval ({tag})")
     _run([py, "-m", "verl_ext_eval.math", "backend.name=hf", f"backend.model_path={model}", f"limit={size.math_problems}",
           f"sampling.max_new_tokens={size.math_tokens}", f"concurrency={size.math_problems}",
@@ -147,26 +152,31 @@ def train(model: Path, data: Path, out: Path, size: Size) -> Path:
     return hf
 
 
-def _depth_rates(tc: dict) -> dict:
-    return {str(k): v for k, v in (tc.get("success_by_depth") or {}).items()}
+def _rate(rate, ci, n=None) -> str:
+    """``0.27 [0.11, 0.52] (n=15)``: a rate with its 95% Wilson interval."""
+    if rate is None:
+        return "-"
+    band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and ci[0] is not None else ""
+    return f"{rate:.2f}{band}" + (f" (n={n})" if n is not None else "")
 
 
 def table(before: dict, after: dict) -> str:
-    def tc_row(name, b, a):
-        return f"| {name} | {b} | {a} |"
-
+    """The before/after table; every rate with its 95% interval (Wilson) and n."""
     lines = ["| metric | before (SmolLM2-135M-Instruct) | after (verl-ext SFT) |", "|---|---|---|"]
     bt, at = before["textcraft"], after["textcraft"]
-    lines.append(tc_row("TextCraft success", f"{bt['success_rate']:.2f} ({bt['episodes']} ep)", f"{at['success_rate']:.2f}"))
-    bd, ad = _depth_rates(bt), _depth_rates(at)
-    for depth in sorted(set(bd) | set(ad)):
-        fmt = lambda d: "-" if d is None else (f"{d['rate']:.2f} ({d['n']})" if isinstance(d, dict) else f"{d:.2f}")
-        lines.append(tc_row(f"  depth {depth}", fmt(bd.get(depth)), fmt(ad.get(depth))))
-    bm, am = before["math"], after["math"]
-    acc = lambda m: m.get("accuracy", m.get("overall", {}).get("accuracy"))
-    fr = lambda m: m.get("format_rate", m.get("overall", {}).get("format_rate"))
-    lines.append(tc_row("math accuracy", f"{acc(bm):.2f}", f"{acc(am):.2f}"))
-    lines.append(tc_row("math format rate", f"{fr(bm):.2f}", f"{fr(am):.2f}"))
+    row = lambda name, b, a: f"| {name} | {b} | {a} |"
+    lines.append(row("TextCraft success", _rate(bt["success_rate"], bt.get("success_rate_ci95"), bt["episodes"]),
+                     _rate(at["success_rate"], at.get("success_rate_ci95"), at["episodes"])))
+    depths = sorted(set(bt.get("success_by_depth") or {}) | set(at.get("success_by_depth") or {}), key=str)
+    for d in depths:
+        cell = lambda t: _rate((t.get("success_by_depth") or {}).get(d), (t.get("success_by_depth_ci95") or {}).get(d),
+                               (t.get("episodes_by_depth") or {}).get(d))
+        lines.append(row(f"  depth {d}", cell(bt), cell(at)))
+    bm, am = before["math"]["overall"], after["math"]["overall"]
+    lines.append(row("math accuracy", _rate(bm["accuracy"], bm.get("accuracy_ci95"), bm["n_samples"]),
+                     _rate(am["accuracy"], am.get("accuracy_ci95"), am["n_samples"])))
+    lines.append(row("math format rate", _rate(bm["format_rate"], bm.get("format_rate_ci95")),
+                     _rate(am["format_rate"], am.get("format_rate_ci95"))))
     return "\n".join(lines)
 
 

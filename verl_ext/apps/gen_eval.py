@@ -34,7 +34,25 @@ class GenEvalConfig:
     prompt_template: str | None = None  # None = data.prompt_template, else the Qwen boxed suffix
     system_prompt: str | None = None  # None = data.system_prompt
     enable_thinking: bool | None = None
-    batch_size: int = 8
+    batch_size: int = 8  # hf backend: prompts per generate call
+    # hf: generate with the FSDP-wrapped training model (math only) | server: an SGLang server
+    # serves the current weights (verl_ext.apps.gen_eval_server)
+    backend: str = "hf"
+    tasks: tuple = ("math",)  # math, textcraft (server backend)
+    base_url: str | None = None  # server: an external SGLang server to reload; None = launch one
+    server_device: str | None = None  # cpu | cuda; None = the training device
+    server_python: str | None = None  # None: the SGLang CPU venv on CPU, this Python on GPU
+    server_gpus: str | None = None  # CUDA_VISIBLE_DEVICES of a managed GPU server, e.g. "7"
+    server_args: tuple = ()  # more sglang.launch_server flags, e.g. [--mem-fraction-static,0.3]
+    server_timeout_s: float = 600.0
+    concurrency: int = 16  # requests / episodes in flight
+    textcraft_goals: tuple = ()  # explicit held-out goals (names or ids); else goal_list[start:start+episodes]
+    textcraft_goal_list: str = "adapt"
+    textcraft_start: int = 0
+    textcraft_episodes: int = 15
+    textcraft_max_rounds: int = 10
+    textcraft_format: str = "agentgym"
+    textcraft_max_new_tokens: int = 64
 
     @classmethod
     def from_config(cls, config) -> "GenEvalConfig":
@@ -43,7 +61,42 @@ class GenEvalConfig:
         data = config.get("data") or {}
         values.setdefault("prompt_template", data.get("prompt_template"))
         values.setdefault("system_prompt", data.get("system_prompt"))
+        for key in ("tasks", "server_args", "textcraft_goals"):
+            if key in values:
+                values[key] = (values[key],) if isinstance(values[key], str) else tuple(values[key])
+        if values.get("server_device") is None:
+            device = str((config.get("trainer") or {}).get("device", "cpu"))
+            values["server_device"] = "cpu" if device == "cpu" else "cuda"
         return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def check(config) -> list[str]:
+    """Preflight of the gen_eval keys (the core calls it through the ``gen_eval.evaluator`` path)."""
+    cfg = GenEvalConfig.from_config(config)
+    if not cfg.enable:
+        return []
+    from verl_ext.apps.gen_eval_server import TASKS
+
+    problems = []
+    if cfg.backend not in ("hf", "server"):
+        problems.append(f"gen_eval.backend={cfg.backend!r}: choose hf or server")
+    unknown = [t for t in cfg.tasks if t not in TASKS]
+    if unknown or not cfg.tasks:
+        problems.append(f"gen_eval.tasks={list(cfg.tasks)}: choose from {', '.join(TASKS)}")
+    if cfg.backend == "hf" and "textcraft" in cfg.tasks:
+        problems.append("gen_eval.tasks=[textcraft] needs gen_eval.backend=server (episodes run through an SGLang "
+                        "server; the hf backend generates with the FSDP-wrapped model, math only)")
+    if cfg.backend == "server" and int((config.get("model") or {}).get("lora_rank", 0) or 0) > 0:
+        problems.append("gen_eval.backend=server with LoRA (model.lora_rank > 0) is not supported yet: the served "
+                        "weights would be the base model's; use gen_eval.backend=hf")
+    if cfg.backend == "server" and not cfg.base_url and cfg.server_device == "cpu" and not cfg.server_python:
+        from verl_ext_eval.backends.managed_server import default_sglang_python
+
+        if not default_sglang_python().exists():
+            problems.append(f"gen_eval.backend=server launches SGLang from its CPU venv, but {default_sglang_python()} "
+                            "does not exist: run `bash scripts/sglang_cpu_venv.sh`, or set gen_eval.base_url / "
+                            "gen_eval.server_python")
+    return problems
 
 
 def build_prompts(cfg: GenEvalConfig, tokenizer) -> tuple[list[str], list]:
@@ -98,6 +151,10 @@ def generate_shard(module, tokenizer, prompts: list[str], cfg: GenEvalConfig, de
 
 def run_gen_eval(trainer) -> dict[str, float]:
     """Collective: all ranks call it; rank 0 returns the metrics (others an empty dict)."""
+    if trainer._gen_eval_cfg.backend == "server":
+        from verl_ext.apps import gen_eval_server
+
+        return gen_eval_server.run(trainer, trainer._gen_eval_cfg)
     from verl.utils.ulysses import get_ulysses_sequence_parallel_group, set_ulysses_sequence_parallel_group
 
     cfg: GenEvalConfig = trainer._gen_eval_cfg
@@ -129,6 +186,13 @@ def run_gen_eval(trainer) -> dict[str, float]:
     return _grade(trainer, cfg, prompts, problems, outputs)
 
 
+def _interval(key: str, successes: int, n: int) -> dict[str, float]:
+    from verl_ext_eval.report import wilson_interval
+
+    ci = wilson_interval(successes, n)
+    return {} if ci is None else {f"{key}_ci95_low": float(ci[0]), f"{key}_ci95_high": float(ci[1])}
+
+
 def _grade(trainer, cfg, prompts, problems, outputs) -> dict[str, float]:
     from verl_ext_eval.math.grading import grade_many
     from verl_ext_eval.math.metrics import format_ok
@@ -137,9 +201,11 @@ def _grade(trainer, cfg, prompts, problems, outputs) -> dict[str, float]:
     results = grade_many([(t, p.answer) for t, p in zip(texts, problems)], timeout_s=5.0)
     n = len(texts)
     metrics = {
-        "val-gen/accuracy": sum(r.correct for r in results) / n,
-        "val-gen/format_rate": sum(format_ok(t, expect_think=bool(cfg.enable_thinking)) for t in texts) / n,
-        "val-gen/response_length": sum(o[1] for o in outputs) / n,
+        "val-gen/math/accuracy": sum(r.correct for r in results) / n,
+        "val-gen/math/format_rate": sum(format_ok(t, expect_think=bool(cfg.enable_thinking)) for t in texts) / n,
+        "val-gen/math/response_length": sum(o[1] for o in outputs) / n,
+        "val-gen/math/n": n,
+        **_interval("val-gen/math/accuracy", sum(r.correct for r in results), n),
     }
     step = trainer.global_step_seen
     samples = [(prompts[i], texts[i], float(results[i].correct)) for i in range(n)]
@@ -208,8 +274,12 @@ def attach(trainer):
         return None
     if trainer.val_dataloader is None:
         raise ValueError("gen_eval.enable=true needs data.val_files: generation eval runs at validation steps")
+    problems = check(trainer.config)
+    if problems:
+        raise ValueError("; ".join(problems))
     trainer._gen_eval_cfg = cfg
-    trainer._gen_eval_prompts = build_prompts(cfg, trainer.model_config.tokenizer)
+    if cfg.backend == "hf":
+        trainer._gen_eval_prompts = build_prompts(cfg, trainer.model_config.tokenizer)
     trainer._gen_eval_pending = None
     trainer.val_dataloader = _ValLoaderWithGenEval(trainer.val_dataloader, trainer)
     return lambda base: tracking_class(trainer, base)

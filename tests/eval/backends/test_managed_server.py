@@ -180,3 +180,13 @@ def test_kill_9_of_the_runner_leaves_no_server_behind(tmp_path, in_thread):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_server_env_drops_the_launchers_rank_identity():
+    """A server launched from a torchrun rank must not join (or wait for) the trainer's process group."""
+    from verl_ext_eval.backends.managed_server import server_env
+
+    env = server_env({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                      "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "x", "OMP_NUM_THREADS": "1",
+                      "PATH": "/bin", "HF_HOME": "/h"})
+    assert env == {"PATH": "/bin", "HF_HOME": "/h"}
