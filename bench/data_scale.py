@@ -60,7 +60,7 @@ if phase == "verl":
             errors += 1
     out = {"seconds": time.perf_counter() - t0, "rows": len(ds), "errors": errors}
 else:
-    from verl_ext.datasets import ChatSFTDataset
+    from verl_ext.data.datasets import ChatSFTDataset
     cfg = OmegaConf.create({"max_length": 32768, "cache_dir": cache_dir, "cache_workers": workers,
                             "cache": "rebuild" if phase == "build" else "auto"})
     t0 = time.perf_counter()

@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     from verl_ext.assets import load_qwen3_tokenizer
-    from verl_ext.datasets import ChatSFTDataset
+    from verl_ext.data.datasets import ChatSFTDataset
 
     tok = load_qwen3_tokenizer()
     rows = make_conversations(args.n, args.seed, args.quirks)

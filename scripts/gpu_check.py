@@ -628,9 +628,9 @@ def import_env(work: Path, force_ray_stub: bool) -> tuple[dict, list[str]]:
         extra += [str(shim), str(ROOT)]
         # not installed: no verl.plugins entry point, so name the plugin to verl directly
         env["VERL_USE_EXTERNAL_MODULES"] = ",".join(
-            x for x in (os.environ.get("VERL_USE_EXTERNAL_MODULES"), "verl_ext.plugin") if x)
+            x for x in (os.environ.get("VERL_USE_EXTERNAL_MODULES"), "verl_ext.seam.plugin") if x)
         notes.append("verl-ext not installed: this checkout on PYTHONPATH, verl_ext_eval -> eval/, "
-                     "VERL_USE_EXTERNAL_MODULES=verl_ext.plugin")
+                     "VERL_USE_EXTERNAL_MODULES=verl_ext.seam.plugin")
     if force_ray_stub or importlib.util.find_spec("ray") is None:
         stub = work / "raystub"
         (stub / "ray").mkdir(parents=True, exist_ok=True)
@@ -678,7 +678,7 @@ def download_wheels(dest: Path) -> int:
 # -- main -----------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/gpu_check.sh", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", help="folder for gpu_check.json and the logs (default: $OUT, else outputs/gpu_check)")
+    p.add_argument("--out", help="folder for gpu_check.json (default: $OUT, else outputs/gpu_check)")
     p.add_argument("--only", help=f"comma-separated checks: {','.join(CHECK_NAMES)}")
     p.add_argument("--steps", type=int, help="training steps per check (default 10 on GPU, 3 on CPU)")
     p.add_argument("--work", help="scratch folder for models, checkpoints, logs (default: a gpu_check-work folder "

@@ -25,7 +25,7 @@ def tiny_model_dir():
 @pytest.fixture(autouse=True, scope="session")
 def _private_data_cache(tmp_path_factory):
     """In-process datasets cache under a session temp dir, not the user's ~/.cache."""
-    from verl_ext import cache
+    from verl_ext.data import cache
 
     root = tmp_path_factory.mktemp("data-cache")
     original = cache.default_root

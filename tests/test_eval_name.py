@@ -41,7 +41,7 @@ def _verl_ext() -> str:
     pytest.param(["verl-ext", "eval", "math", "--help"], id="verl-ext eval math"),
     pytest.param(["verl-ext", "eval", "textcraft", "--help"], id="verl-ext eval textcraft"),
     pytest.param([sys.executable, "-m", "verl_ext_eval.math", "--help"], id="python -m verl_ext_eval.math"),
-    pytest.param([sys.executable, "-m", "verl_ext.train", "--help"], id="python -m verl_ext.train"),
+    pytest.param([sys.executable, "-m", "verl_ext.launch.train", "--help"], id="python -m verl_ext.launch.train"),
 ])
 def test_commands_ignore_a_decoy_eval(decoy_dir, cmd):
     cmd = [_verl_ext(), *cmd[1:]] if cmd[0] == "verl-ext" else cmd
@@ -56,8 +56,8 @@ def test_trainer_process_loads_gen_eval_beside_a_decoy_eval(decoy_dir):
     evaluator by its dotted path from sft.yaml, which imports the grading code."""
     code = (
         "from omegaconf import OmegaConf\n"
-        "from verl_ext.trainer import load_evaluator\n"
-        f"cfg = OmegaConf.load({str(ROOT / 'verl_ext' / 'config' / 'sft.yaml')!r})\n"
+        "from verl_ext.training.trainer import load_evaluator\n"
+        f"cfg = OmegaConf.load({str(ROOT / 'verl_ext' / 'training' / 'config' / 'sft.yaml')!r})\n"
         "attach = load_evaluator(cfg)\n"
         "import verl_ext_eval.math.grading as g, sys\n"
         "assert attach.__module__ == 'verl_ext.apps.gen_eval', attach\n"

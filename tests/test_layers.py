@@ -94,10 +94,10 @@ def test_apps_are_listed():
 
 
 @pytest.mark.parametrize("rel, source, expect", [
-    ("verl_ext/trainer.py", "def fit():\n    from verl_ext_eval.math import grading\n", "core module imports 'verl_ext_eval.math'"),
+    ("verl_ext/training/trainer.py", "def fit():\n    from verl_ext_eval.math import grading\n", "core module imports 'verl_ext_eval.math'"),
     ("verl_ext/rows.py", "import data_converters.parquet_io\n", "core module imports 'data_converters.parquet_io'"),
-    ("verl_ext/launch.py", "from verl_ext.apps import gen_eval\n", "core module imports 'verl_ext.apps'"),
-    ("verl_ext/plan.py", "import importlib\nimportlib.import_module('verl_ext_eval.math.run')\n", "(eval)"),
+    ("verl_ext/launch/launcher.py", "from verl_ext.apps import gen_eval\n", "core module imports 'verl_ext.apps'"),
+    ("verl_ext/launch/plan.py", "import importlib\nimportlib.import_module('verl_ext_eval.math.run')\n", "(eval)"),
     ("eval/textcraft/data.py", "def w():\n    from data_converters.parquet_io import Reject\n", "eval module imports"),
     ("eval/textcraft/data.py", "from ..math import grading\n", None),  # relative, same layer
     ("eval/math/run.py", "from eval.math import grading\n", "the installed name is verl_ext_eval"),

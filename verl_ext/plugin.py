@@ -1,13 +1,3 @@
-"""The one module verl imports (``verl.plugins`` entry point, loaded by ``import verl``).
-
-Registers the CPU platform with verl's ``PlatformRegistry`` (auto-detected only when no accelerator
-is present) and applies ``verl_ext.patches``. verl logs plugin failures at DEBUG and carries on, so
-``verl_ext.preflight`` checks ``LOADED`` and says so loudly if this module did not load.
-"""
-from __future__ import annotations
-
-from verl_ext import cpu_platform, patches
-
-CPU = not cpu_platform.accelerator_present()
-APPLIED = patches.apply(cpu=CPU)
-LOADED = True
+"""Installs made before the plugin moved to ``verl_ext.seam.plugin`` still name this module in their
+``verl.plugins`` entry point; importing it loads the plugin. Reinstall (pip install -e .) to drop it."""
+from verl_ext.seam.plugin import *  # noqa: F401,F403

@@ -1,6 +1,6 @@
 """Prompt templates for math eval: the template used at training time, or an inline one.
 
-Rendering matches training (``verl_ext.datasets``: ``template.format(prompt=...)``), so literal
+Rendering matches training (``verl_ext.data.datasets``: ``template.format(prompt=...)``), so literal
 braces are written doubled (``\\boxed{{}}``); ``{problem}`` and ``{question}`` are accepted as
 aliases of ``{prompt}``.
 """

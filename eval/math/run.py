@@ -273,7 +273,7 @@ EXAMPLE = """examples:
   python -m verl_ext_eval.math backend.name=hf backend.model_path=/models/qwen3-1.7b-sft limit=20 \\
       sampling.max_new_tokens=2048 out_dir=outputs/math_bundled
   python -m verl_ext_eval.math data.path=math500.parquet backend.name=server backend.base_url=http://127.0.0.1:30000 \\
-      n_samples=4 sampling.temperature=0.6 prompt.from_config=verl_ext/config/sft.yaml concurrency=64
+      n_samples=4 sampling.temperature=0.6 prompt.from_config=verl_ext/training/config/sft.yaml concurrency=64
 
 keys (defaults):
 """

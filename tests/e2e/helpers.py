@@ -49,7 +49,7 @@ def _env(log_file: Path) -> dict:
 
 
 def train(args: list[str], log_file: Path, timeout: int = 400) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "verl_ext.train", *args], env=_env(log_file),
+    proc = subprocess.run([sys.executable, "-m", "verl_ext.launch.train", *args], env=_env(log_file),
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -57,7 +57,7 @@ def train(args: list[str], log_file: Path, timeout: int = 400) -> subprocess.Com
 
 def train_until_checkpoint(args: list[str], log_file: Path, ckpt_dir: Path, step: int, timeout: int = 400) -> None:
     """Start a training and SIGKILL the whole process group once checkpoint ``step`` is complete."""
-    proc = subprocess.Popen([sys.executable, "-m", "verl_ext.train", *args], env=_env(log_file),
+    proc = subprocess.Popen([sys.executable, "-m", "verl_ext.launch.train", *args], env=_env(log_file),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     tracker = ckpt_dir / "latest_checkpointed_iteration.txt"
     deadline = time.time() + timeout

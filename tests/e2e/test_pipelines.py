@@ -52,7 +52,7 @@ def test_textcraft_expert_data_sft_then_eval(tmp_path, tiny_model_dir):
     log = tmp_path / "log.jsonl"
     ckpt = tmp_path / "ckpt"
     train(base_args(tiny_model_dir, small, ckpt, 2, "data.max_length=4096", "trainer.save_freq=2"), log)
-    from verl_ext.export import export
+    from verl_ext.launch.export import export
 
     model = export(ckpt)
     goals = sorted(test_goals)[:3]

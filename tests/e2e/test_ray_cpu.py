@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.e2e.helpers import FP32, base_args, kill_tree, losses, train, train_until_checkpoint, write_rows
-from verl_ext.preflight import check
+from verl_ext.launch.preflight import check
 
 pytestmark = pytest.mark.slow
 
@@ -68,5 +68,5 @@ def test_two_nodes_match_torchrun_and_resume_after_driver_kill(cluster_address, 
     for step in (3, 4):  # continues from the step-2 weights, optimizer and data position
         assert abs(resumed[step] - ref[step]) < 1e-5, (step, resumed, ref)
     out = proc.stdout + proc.stderr
-    assert "-m verl_ext.trainer_ray" in out
+    assert "-m verl_ext.training.trainer_ray" in out
     assert "[verl-ext] stage Ray workers: model load + FSDP wrap + optimizer done in" in out

@@ -47,7 +47,7 @@ def test_resume_after_kill_reproduces_losses(plain_run, tmp_path, tiny_model_dir
 def test_export_loads_and_differs_from_base(plain_run, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from verl_ext.export import export
+    from verl_ext.launch.export import export
 
     out = export(plain_run["dir"] / "ckpt")
     model = AutoModelForCausalLM.from_pretrained(str(out))
@@ -59,7 +59,7 @@ def test_export_loads_and_differs_from_base(plain_run, tiny_model_dir):
 def test_lora_trains_and_merges_for_real(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from verl_ext.export import export
+    from verl_ext.launch.export import export
 
     data = write_rows(tmp_path / "train.parquet", 8)
     log = tmp_path / "log.jsonl"
@@ -79,7 +79,7 @@ def test_lora_trains_and_merges_for_real(tmp_path, tiny_model_dir):
 
 def test_plan_matches_a_real_run_and_stages_are_logged(tmp_path, tiny_model_dir):
     """20 rows, global batch 8 over 2 dp ranks: verl drops the remainder per rank -> 2 steps/epoch."""
-    from verl_ext.preflight import check
+    from verl_ext.launch.preflight import check
 
     data = write_rows(tmp_path / "train.parquet", 15)
     import pyarrow as pa

@@ -109,7 +109,7 @@ def test_drop_overridden_lets_the_caller_replace_any_default():
 
 def test_stub_configs_are_the_real_sizes():
     """Parameter counts from the stub configs: Qwen3-32B has 32.8B, Qwen3-1.7B 1.7B (model cards)."""
-    from verl_ext.plan import count_params
+    from verl_ext.launch.plan import count_params
 
     big = json.loads((STUBS / "qwen3-32b" / "config.json").read_text())
     small = json.loads((STUBS / "qwen3-1.7b" / "config.json").read_text())

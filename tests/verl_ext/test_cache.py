@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from verl_ext import cache
-from verl_ext.datasets import ChatSFTDataset, PromptResponseDataset
-from verl_ext.masks import ChatEncoder
+from verl_ext.data import cache
+from verl_ext.data.datasets import ChatSFTDataset, PromptResponseDataset
+from verl_ext.data.masks import ChatEncoder
 from verl_ext.rows import DataError
 
 
@@ -174,8 +174,8 @@ def _build_script(path, cache_dir, slow_s):
         import time
         from omegaconf import OmegaConf
         from verl_ext.assets import load_qwen3_tokenizer
-        from verl_ext.datasets import ChatSFTDataset
-        from verl_ext.masks import ChatEncoder
+        from verl_ext.data.datasets import ChatSFTDataset
+        from verl_ext.data.masks import ChatEncoder
         original = ChatEncoder.encode
         def slow(self, *a, **k):
             time.sleep({slow_s})
@@ -213,7 +213,7 @@ def test_concurrent_builders_build_once(tmp_path, qwen3_tokenizer):
     the other waits on the lock and maps the result."""
     path = write(tmp_path / "t.parquet", rows(60))
     cdir = tmp_path / "c"
-    script = _build_script(path, cdir, 0.02) + "\nimport verl_ext.cache as c, json, glob\n"
+    script = _build_script(path, cdir, 0.02) + "\nimport verl_ext.data.cache as c, json, glob\n"
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -239,7 +239,7 @@ MEMORY_SCRIPT = """
 import json, sys
 from omegaconf import OmegaConf
 from verl_ext.assets import load_qwen3_tokenizer
-from verl_ext.datasets import ChatSFTDataset
+from verl_ext.data.datasets import ChatSFTDataset
 
 def anon_kib():
     for line in open("/proc/self/status"):

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from verl_ext.datasets import ChatSFTDataset, PromptResponseDataset
+from verl_ext.data.datasets import ChatSFTDataset, PromptResponseDataset
 from verl_ext.rows import DataError
 
 TOOL = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}}

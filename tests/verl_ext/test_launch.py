@@ -3,9 +3,9 @@ launch errors preflight reports."""
 import pytest
 
 from tests.e2e.helpers import with_overrides
-from verl_ext import launch
-from verl_ext.launch import LaunchError, command_for, first_slurm_host, launch_problems, nproc_of
-from verl_ext.preflight import compose
+from verl_ext.launch import launcher as launch
+from verl_ext.launch.launcher import LaunchError, command_for, first_slurm_host, launch_problems, nproc_of
+from verl_ext.launch.preflight import compose
 
 SLURM = {"SLURM_NNODES": "2", "SLURM_NODEID": "1", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "4242"}
 
@@ -23,7 +23,7 @@ def tail(cmd):
 def test_single_node_is_standalone():
     args = ["trainer.n_gpus_per_node=8"]
     assert tail(command_for(compose(args), args, {})) == [
-        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8", "-m", "verl_ext.trainer", *args]
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8", "-m", "verl_ext.training.trainer", *args]
 
 
 def test_two_nodes_from_overrides():
@@ -31,14 +31,14 @@ def test_two_nodes_from_overrides():
             "trainer.master_port=29400", "trainer.rdzv_id=sft-7"]
     assert tail(command_for(compose(args), args, {})) == [
         "-m", "torch.distributed.run", "--nnodes=2", "--node-rank=1", "--rdzv-backend=c10d",
-        "--rdzv-endpoint=10.0.0.5:29400", "--rdzv-id=sft-7", "--nproc_per_node=8", "-m", "verl_ext.trainer", *args]
+        "--rdzv-endpoint=10.0.0.5:29400", "--rdzv-id=sft-7", "--nproc_per_node=8", "-m", "verl_ext.training.trainer", *args]
 
 
 def test_two_nodes_from_slurm():
     args = ["trainer.nnodes=2", "trainer.n_gpus_per_node=4"]
     assert tail(command_for(compose(args), args, SLURM)) == [
         "-m", "torch.distributed.run", "--nnodes=2", "--node-rank=1", "--rdzv-backend=c10d",
-        "--rdzv-endpoint=gpu07:29500", "--rdzv-id=4242", "--nproc_per_node=4", "-m", "verl_ext.trainer", *args]
+        "--rdzv-endpoint=gpu07:29500", "--rdzv-id=4242", "--nproc_per_node=4", "-m", "verl_ext.training.trainer", *args]
 
 
 def test_overrides_beat_slurm():
@@ -67,7 +67,7 @@ def test_first_slurm_host_without_scontrol(nodelist, first):
 
 def test_ray_launcher_runs_the_ray_driver():
     args = ["trainer.launcher=ray", "trainer.nnodes=2"]
-    assert tail(command_for(compose(args), args, {})) == ["-m", "verl_ext.trainer_ray", *args]
+    assert tail(command_for(compose(args), args, {})) == ["-m", "verl_ext.training.trainer_ray", *args]
 
 
 @pytest.mark.parametrize("args, environ, expect", [
@@ -100,7 +100,7 @@ def test_nproc_counts_every_node():
 
 def test_two_nodes_with_standalone_fails_preflight(tiny_model_dir, tmp_path):
     from tests.e2e.helpers import write_rows
-    from verl_ext.preflight import check
+    from verl_ext.launch.preflight import check
 
     data = write_rows(tmp_path / "train.parquet", 16)
     base = [f"model.path={tiny_model_dir}", f"data.train_files={data}", "data.train_batch_size=8",
@@ -119,7 +119,7 @@ def test_dry_run_prints_the_ray_command(tiny_model_dir, tmp_path):
             f"trainer.default_local_dir={tmp_path / 'ck'}", "trainer.launcher=ray", "ray.address=local"]
     assert launch.train(args, dry_run=True, echo=lines.append) == 0
     assert lines[0].startswith("preflight: ok")
-    assert lines[-1].startswith("launch: ") and " -m verl_ext.trainer_ray model.path=" in lines[-1]
+    assert lines[-1].startswith("launch: ") and " -m verl_ext.training.trainer_ray model.path=" in lines[-1]
 
 
 def _example(script, tmp_path, model, *args, **env):
@@ -152,4 +152,4 @@ def test_two_node_example_dry_run(tmp_path, tiny_model_dir):
 def test_ray_example_dry_run(tmp_path, tiny_model_dir):
     proc = _example("ray_sft.sh", tmp_path, tiny_model_dir, "ray.address=local")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "preflight: ok" in proc.stdout and " -m verl_ext.trainer_ray " in proc.stdout
+    assert "preflight: ok" in proc.stdout and " -m verl_ext.training.trainer_ray " in proc.stdout

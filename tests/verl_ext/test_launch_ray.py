@@ -1,8 +1,8 @@
 """The Ray launcher's pure parts: resource fit against verl's placement-group bundles, worker env."""
 import json
 
-from verl_ext.preflight import compose
-from verl_ext.trainer_ray import cluster_problems, runtime_env, worker_bundle, worker_env
+from verl_ext.launch.preflight import compose
+from verl_ext.training.trainer_ray import cluster_problems, runtime_env, worker_bundle, worker_env
 
 CPU_BUNDLE = {"CPU": 1.0}
 GPU_BUNDLE = {"CPU": 10.0, "GPU": 1.0}
@@ -36,7 +36,7 @@ def test_enough_in_total_but_not_on_one_node():
 
 
 def test_cpu_platform_bundle_is_one_cpu():
-    from verl_ext import plugin
+    from verl_ext.seam import plugin
 
     if plugin.CPU:
         assert worker_bundle() == CPU_BUNDLE
@@ -44,7 +44,7 @@ def test_cpu_platform_bundle_is_one_cpu():
 
 def test_worker_env_loads_the_plugin_and_platform():
     env = worker_env(True, {"VERL_USE_EXTERNAL_MODULES": "my_ext", "HF_HUB_OFFLINE": "1", "SECRET": "x"})
-    assert env == {"VERL_USE_EXTERNAL_MODULES": "my_ext,verl_ext.plugin", "VERL_PLATFORM": "cpu", "HF_HUB_OFFLINE": "1"}
+    assert env == {"VERL_USE_EXTERNAL_MODULES": "my_ext,verl_ext.seam.plugin", "VERL_PLATFORM": "cpu", "HF_HUB_OFFLINE": "1"}
     assert "VERL_PLATFORM" not in worker_env(False, {})
 
 
@@ -53,4 +53,4 @@ def test_runtime_env_keeps_user_and_job_keys():
     job = {"runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "0"}}}
     env = runtime_env(config, True, {"HF_HUB_OFFLINE": "1", "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(job)})
     assert env["pip"] == ["x"]
-    assert env["env_vars"] == {"VERL_PLATFORM": "npu", "VERL_USE_EXTERNAL_MODULES": "verl_ext.plugin"}
+    assert env["env_vars"] == {"VERL_PLATFORM": "npu", "VERL_USE_EXTERNAL_MODULES": "verl_ext.seam.plugin"}

@@ -2,7 +2,7 @@
 and the token sequence is exactly the Qwen3 template's full render."""
 import pytest
 
-from verl_ext.masks import ChatEncoder
+from verl_ext.data.masks import ChatEncoder
 from verl_ext.rows import RowRef, normalize_messages
 
 END = "<|im_end|>"

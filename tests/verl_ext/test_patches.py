@@ -4,7 +4,7 @@ import inspect
 
 import verl
 
-from verl_ext import patches, plugin
+from verl_ext.seam import patches, plugin
 
 
 def test_versions_pinned():
@@ -14,7 +14,7 @@ def test_versions_pinned():
 def test_plugin_loaded_through_verl_entry_point():
     from importlib.metadata import entry_points
 
-    assert any(ep.value == "verl_ext.plugin" for ep in entry_points(group="verl.plugins"))
+    assert any(ep.value == "verl_ext.seam.plugin" for ep in entry_points(group="verl.plugins"))
     assert plugin.LOADED and "ulysses_sdpa" in plugin.APPLIED
     if plugin.CPU:
         assert {"cpu_process_group", "cpu_engines"} <= set(plugin.APPLIED)
@@ -22,7 +22,7 @@ def test_plugin_loaded_through_verl_entry_point():
 
 def test_upstream_ulysses_still_flash_only():
     """patch_ulysses_sdpa: verl wires Ulysses into flash-attention only. If this fails, verl may
-    handle sdpa itself now: check and delete verl_ext/ulysses_sdpa.py + the patch."""
+    handle sdpa itself now: check and delete verl_ext/seam/ulysses_sdpa.py + the patch."""
     from verl.models.transformers import monkey_patch
 
     src = inspect.getsource(monkey_patch.apply_monkey_patch)

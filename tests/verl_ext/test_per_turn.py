@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from verl_ext.datasets import ChatSFTDataset
+from verl_ext.data.datasets import ChatSFTDataset
 
 TOOL = {"type": "function", "function": {"name": "craft", "description": "craft an item",
                                          "parameters": {"type": "object", "properties": {"item": {"type": "string"}}}}}

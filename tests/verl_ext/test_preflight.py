@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.e2e.helpers import with_overrides
-from verl_ext.preflight import check
+from verl_ext.launch.preflight import check
 
 
 @pytest.fixture(scope="module")

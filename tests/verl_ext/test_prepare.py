@@ -12,12 +12,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.verl_ext.test_cache import items, rows
-from verl_ext.datasets import ChatSFTDataset
-from verl_ext.masks import ChatEncoder
+from verl_ext.data.datasets import ChatSFTDataset
+from verl_ext.data.masks import ChatEncoder
 
 
 def _prepare(args, env=None, timeout=300):
-    proc = subprocess.run([sys.executable, "-m", "verl_ext.prepare", "--json", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "verl_ext.launch.prepare", "--json", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -46,7 +46,7 @@ def test_prepare_builds_the_cache_training_maps(tmp_path, data, tiny_model_dir, 
     ds = ChatSFTDataset(str(train), qwen3_tokenizer, OmegaConf.create({"max_length": 512, "cache_dir": str(cdir)}))
     assert ds.cache_path == out["train"]["cache"] and not calls
     # preflight reads the cache: exact sample count in the plan
-    from verl_ext.preflight import check
+    from verl_ext.launch.preflight import check
 
     report = check(args + ["trainer.n_gpus_per_node=2"], nproc=2)
     assert report.plan.rows == 1200 and report.plan.exact
@@ -58,7 +58,7 @@ def test_preflight_counts_per_turn_samples_exactly_from_the_cache(tmp_path, data
     cdir = tmp_path / "c"
     args = [f"model.path={tiny_model_dir}", f"data.train_files={train}", "data.max_length=512",
             f"data.cache_dir={cdir}", "data.multiturn_mode=per_turn", "trainer.test_freq=-1"]
-    from verl_ext.preflight import check
+    from verl_ext.launch.preflight import check
 
     before = check(args, nproc=1)
     assert not before.plan.exact and before.plan.rows == 1200  # rows, not yet samples
@@ -72,7 +72,7 @@ def test_prepare_reports_a_bad_row(tmp_path, tiny_model_dir):
     bad[7]["messages"] = [{"role": "user", "content": "only a question"}]
     path = tmp_path / "bad.parquet"
     pq.write_table(pa.Table.from_pylist(bad), path)
-    proc = subprocess.run([sys.executable, "-m", "verl_ext.prepare", f"model.path={tiny_model_dir}",
+    proc = subprocess.run([sys.executable, "-m", "verl_ext.launch.prepare", f"model.path={tiny_model_dir}",
                            f"data.train_files={path}", f"data.cache_dir={tmp_path / 'c'}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2

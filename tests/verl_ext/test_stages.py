@@ -1,6 +1,6 @@
 import time
 
-from verl_ext.stages import StageLog
+from verl_ext.launch.stages import StageLog
 
 
 def test_stage_durations_and_watchdog_names_the_stuck_stage():

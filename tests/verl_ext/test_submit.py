@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from verl_ext.submit import SubmitError, build_request, exit_code, make_parser, parse_env
+from verl_ext.launch.submit import SubmitError, build_request, exit_code, make_parser, parse_env
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -82,7 +82,7 @@ def test_exit_codes():
 
 
 def test_unreachable_address_is_a_one_line_error(capsys):
-    from verl_ext.submit import main
+    from verl_ext.launch.submit import main
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -184,7 +184,7 @@ def ray_address(ray_cluster) -> str:
 
 
 def submit(address: str, *argv: str, timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "verl_ext.submit", "--address", address, *argv],
+    return subprocess.run([sys.executable, "-m", "verl_ext.launch.submit", "--address", address, *argv],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
@@ -227,7 +227,7 @@ def test_dry_run_training_job(ray_address, tmp_path, tiny_model_dir):
                           {"role": "assistant", "content": f"{2 * i}"}]} for i in range(8)]
     pq.write_table(pa.Table.from_pylist(rows), wd / "train.parquet")
     proc = submit(ray_address, "--working-dir", str(wd), "--env", "HF_HUB_OFFLINE=1", "--",
-                  sys.executable, "-m", "verl_ext.train", "--dry-run", f"model.path={tiny_model_dir}",
+                  sys.executable, "-m", "verl_ext.launch.train", "--dry-run", f"model.path={tiny_model_dir}",
                   "data.train_files=train.parquet", "data.train_batch_size=4", "data.max_length=128",
                   "trainer.n_gpus_per_node=2", "trainer.logger=[console]", "trainer.default_local_dir=ckpt")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -242,7 +242,7 @@ def test_ctrl_c_stops_the_job(ray_address, tmp_path):
 
     job_id = f"verl-ext-test-stop-{os.getpid()}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "verl_ext.submit", "--address", ray_address, "--submission-id", job_id, "--",
+        [sys.executable, "-m", "verl_ext.launch.submit", "--address", ray_address, "--submission-id", job_id, "--",
          sys.executable, "-u", "-c", "import time; print('started', flush=True); time.sleep(120)"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:

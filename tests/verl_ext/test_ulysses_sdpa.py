@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from verl_ext.ulysses_sdpa import block_causal_mask
+from verl_ext.seam.ulysses_sdpa import block_causal_mask
 
 
 def test_block_causal_mask_separates_packed_sequences():

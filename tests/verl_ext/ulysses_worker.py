@@ -11,7 +11,7 @@ import torch.distributed as dist
 def main(model_dir: str, out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    import verl_ext.plugin  # noqa: F401  (registers the Ulysses-aware sdpa)
+    import verl_ext.seam.plugin  # noqa: F401  (registers the Ulysses-aware sdpa)
     from transformers import AutoModelForCausalLM
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from verl.utils.ulysses import set_ulysses_sequence_parallel_group

@@ -17,13 +17,13 @@ import importlib
 import sys
 
 COMMANDS = {
-    "train": "verl_ext.train",
-    "check": "verl_ext.check",
-    "prepare": "verl_ext.prepare",
-    "submit": "verl_ext.submit",
+    "train": "verl_ext.launch.train",
+    "check": "verl_ext.launch.check",
+    "prepare": "verl_ext.launch.prepare",
+    "submit": "verl_ext.launch.submit",
     "demo": "verl_ext.apps.demo",
     "assets": "verl_ext.assets",
-    "export": "verl_ext.export",
+    "export": "verl_ext.launch.export",
 }
 EVALS = {"textcraft": "verl_ext_eval.textcraft.run", "math": "verl_ext_eval.math.run"}
 

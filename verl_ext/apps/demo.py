@@ -146,9 +146,9 @@ def train(model: Path, data: Path, out: Path, size: Size) -> Path:
             "trainer.logger=[console,file]", f"trainer.default_local_dir={ckpt}", "trainer.project_name=verl-ext-demo",
             "trainer.experiment_name=smollm2-sft", "trainer.resume_mode=disable", "optim.lr=5e-5",
             "model.enable_gradient_checkpointing=false", f"trainer.save_freq={size.steps}"]
-    _run([sys.executable, "-m", "verl_ext.train", *args], out / "logs" / "sft.log", f"SFT, {size.steps} steps on 2 CPU processes")
+    _run([sys.executable, "-m", "verl_ext.launch.train", *args], out / "logs" / "sft.log", f"SFT, {size.steps} steps on 2 CPU processes")
     hf = out / "model-sft"
-    _run([sys.executable, "-m", "verl_ext.export", str(ckpt), "--out", str(hf)], out / "logs" / "export.log", "export to HF")
+    _run([sys.executable, "-m", "verl_ext.launch.export", str(ckpt), "--out", str(hf)], out / "logs" / "export.log", "export to HF")
     return hf
 
 

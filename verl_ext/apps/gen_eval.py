@@ -149,6 +149,19 @@ def generate_shard(module, tokenizer, prompts: list[str], cfg: GenEvalConfig, de
     return outputs
 
 
+def _full_params(module):
+    """FSDP1 (verl's default strategy): ``generate`` goes straight to the inner HF model, so the root
+    unit's shards (embeddings, final norm, lm_head) would never be gathered on more than one rank;
+    gather every unit's full parameters for the generation. FSDP2 gathers per module on its own."""
+    import contextlib
+
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    if isinstance(module, FSDP):
+        return FSDP.summon_full_params(module, writeback=False, recurse=True)
+    return contextlib.nullcontext()
+
+
 def run_gen_eval(trainer) -> dict[str, float]:
     """Collective: all ranks call it; rank 0 returns the metrics (others an empty dict)."""
     if trainer._gen_eval_cfg.backend == "server":
@@ -167,7 +180,8 @@ def run_gen_eval(trainer) -> dict[str, float]:
     module.eval()
     try:
         device = next(module.parameters()).device
-        local = generate_shard(module, tokenizer, prompts, cfg, device)
+        with _full_params(module):
+            local = generate_shard(module, tokenizer, prompts, cfg, device)
     finally:
         module.train(was_training)
         set_ulysses_sequence_parallel_group(sp_group)

@@ -3,7 +3,7 @@
 ``check(args, nproc)`` composes the config exactly as the trainer will (verl's YAML + verl-ext's
 keys + the overrides), applies the device fallbacks, and returns a ``Report``: ``errors`` (the run
 would fail or silently do the wrong thing: each says what to change), ``notes`` (fallbacks taken),
-and the ``Plan`` (``verl_ext.plan``). Pure apart from reading the config, model config, data samples
+and the ``Plan`` (``verl_ext.launch.plan``). Pure apart from reading the config, model config, data samples
 and the checkpoint folder. Modelled on torchtune's ``config/_validate.py``: collect, raise once.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from verl_ext.overrides import find_duplicates, parse_overrides
 from verl_ext.rows import DataError, iter_files
 
-CONFIG_DIR = Path(__file__).parent / "config"
+CONFIG_DIR = Path(__file__).parents[1] / "training" / "config"
 
 
 class PreflightError(RuntimeError):
@@ -49,7 +49,7 @@ class Report:
 
 
 def compose(args: list[str]) -> DictConfig:
-    """The config the trainer gets: ``verl_ext/config/sft.yaml`` (verl's + ours) with overrides."""
+    """The config the trainer gets: ``verl_ext/training/config/sft.yaml`` (verl's + ours) with overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -67,8 +67,8 @@ def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> 
     except Exception as e:  # hydra's errors for unknown keys / bad syntax
         report.errors.append(f"config does not compose: {str(e).splitlines()[0]} (a new key needs a leading '+')")
         return report
-    from verl_ext.devices import apply_device_defaults
-    from verl_ext.trainer import resolve_dataset
+    from verl_ext.seam.devices import apply_device_defaults
+    from verl_ext.training.trainer import resolve_dataset
 
     report.notes += apply_device_defaults(config)
     try:
@@ -83,7 +83,7 @@ def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> 
     lengths, samples = _check_data(config, report, sample_rows)
     _check_resume(config, report)
     _check_launch(config, report)
-    from verl_ext.plan import count_params, make_plan
+    from verl_ext.launch.plan import count_params, make_plan
 
     if not report.errors or lengths:
         report.plan = make_plan(config, nproc, lengths, count_params(os.path.expanduser(str(config.model.path))),
@@ -94,7 +94,7 @@ def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> 
 
 def _check_plugin(report: Report) -> None:
     try:
-        from verl_ext import plugin
+        from verl_ext.seam import plugin
     except Exception as e:
         report.errors.append(f"verl-ext's verl plugin failed to load ({e}); reinstall verl-ext (pip install -e .)")
         return
@@ -154,9 +154,9 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[l
     """Validate the data files; (tokens, trained tokens) per train sample and, when the tokenized
     cache of the train files exists, their exact sample count (else ``None``: a sample of rows)."""
     name = config.data.custom_cls.get("name")
-    from verl_ext import datasets
+    from verl_ext.data import datasets
 
-    cls = getattr(datasets, name, None) if str(config.data.custom_cls.get("path", "")).endswith("verl_ext.datasets") else None
+    cls = getattr(datasets, name, None) if str(config.data.custom_cls.get("path", "")).endswith(("verl_ext.datasets", "verl_ext.data.datasets")) else None
     test_freq = config.trainer.test_freq
     if (test_freq == "after_each_epoch" or int(test_freq) > 0) and not config.data.val_files:
         report.errors.append("trainer.test_freq > 0 but data.val_files is not set: verl would crash at the first test step")
@@ -214,7 +214,7 @@ def _evaluator_problems(config: DictConfig) -> list[str]:
 
 def _from_cache(cls, files, tokenizer, config, max_samples, key: str, report: Report) -> list[tuple[int, int]] | None:
     """(length before truncation, trained tokens) of every sample in the existing cache, or None."""
-    from verl_ext import cache
+    from verl_ext.data import cache
 
     folder = cache.find(cls, files, tokenizer, config.data, max_samples)
     if folder is None:
@@ -256,8 +256,8 @@ def _tokenizer(config: DictConfig, report: Report):
 
 
 def _check_launch(config: DictConfig, report: Report) -> None:
-    """trainer.launcher/nnodes/rendezvous and, for Ray, the cluster's resources (``verl_ext.launch``)."""
-    from verl_ext.launch import launch_problems
+    """trainer.launcher/nnodes/rendezvous and, for Ray, the cluster's resources (``verl_ext.launch.launcher``)."""
+    from verl_ext.launch.launcher import launch_problems
 
     report.errors += launch_problems(config, dict(os.environ))
 

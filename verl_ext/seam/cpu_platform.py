@@ -1,6 +1,6 @@
 """verl platform for machines without an accelerator: device ``cpu``, gloo, no-op cache calls.
 
-Registered through verl's own ``PlatformRegistry`` (by ``verl_ext.plugin``); verl's auto-detection
+Registered through verl's own ``PlatformRegistry`` (by ``verl_ext.seam.plugin``); verl's auto-detection
 probes the built-in platforms first, so on a GPU machine CUDA is chosen and nothing here is active.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``trainer.launcher`` picks how: ``standalone`` (``torchrun --standalone``, one node), ``torchrun``
 (c10d rendezvous at ``trainer.master_addr:master_port``, this node's ``trainer.node_rank``; under
-Slurm both come from its environment), ``ray`` (``verl_ext.trainer_ray``: verl's Ray trainer on a
+Slurm both come from its environment), ``ray`` (``verl_ext.training.trainer_ray``: verl's Ray trainer on a
 connected cluster), or ``auto``: standalone for one node, torchrun for ``trainer.nnodes>1``. The
 command it runs is printed first, so a user can copy it; the overrides travel unchanged, so the
 trainer composes the same config preflight checked.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from verl_ext.preflight import PreflightError, Report, check, compose
+from verl_ext.launch.preflight import PreflightError, Report, check, compose
 
 LAUNCHERS = ("auto", "standalone", "torchrun", "ray")
 
@@ -99,12 +99,12 @@ def torchrun_command(args: list[str], nproc: int, rdzv: Rendezvous | None = None
         where = [f"--nnodes={rdzv.nnodes}", f"--node-rank={rdzv.node_rank}", "--rdzv-backend=c10d",
                  f"--rdzv-endpoint={rdzv.endpoint}", f"--rdzv-id={rdzv.rdzv_id}"]
     return [python or sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={nproc}",
-            "-m", "verl_ext.trainer", *args]
+            "-m", "verl_ext.training.trainer", *args]
 
 
 def ray_command(args: list[str], python: str | None = None) -> list[str]:
     """The Ray driver runs here; verl's RayWorkerGroup places the training workers on the cluster."""
-    return [python or sys.executable, "-m", "verl_ext.trainer_ray", *args]
+    return [python or sys.executable, "-m", "verl_ext.training.trainer_ray", *args]
 
 
 def launch_problems(config: DictConfig, environ: dict[str, str]) -> list[str]:
@@ -126,7 +126,7 @@ def launch_problems(config: DictConfig, environ: dict[str, str]) -> list[str]:
         except LaunchError as e:
             return [str(e)]
     if launcher == "ray":
-        from verl_ext.trainer_ray import ray_problems
+        from verl_ext.training.trainer_ray import ray_problems
 
         return ray_problems(config, environ)
     return []
@@ -160,7 +160,7 @@ def command_for(config: DictConfig, args: list[str], environ: dict[str, str]) ->
 
 
 def train(args: list[str], dry_run: bool = False, skip_preflight: bool = False, echo=print) -> int:
-    from verl_ext.devices import on_cpu
+    from verl_ext.seam.devices import on_cpu
 
     if skip_preflight:
         config = compose(args)

@@ -46,7 +46,7 @@ def patch_ulysses_sdpa() -> None:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    from verl_ext.ulysses_sdpa import make_ulysses_sdpa
+    from verl_ext.seam.ulysses_sdpa import make_ulysses_sdpa
 
     current = ALL_ATTENTION_FUNCTIONS["sdpa"]
     if getattr(current, "stock", None) is not None:

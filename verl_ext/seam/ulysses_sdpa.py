@@ -4,7 +4,7 @@ verl 0.9.1 wires Ulysses into flash-attention's forward only; under sdpa each ra
 within its own slice of the packed sequence (logits off by ~0.65). This attention function does what
 the flash path does, for sdpa: all-to-all (gather sequence, scatter heads), a block-causal mask over
 the packed sequences built from the all-gathered ``position_ids``, sdpa, all-to-all back.
-``verl_ext.patches`` registers it as transformers' ``"sdpa"`` attention; with sequence parallel
+``verl_ext.seam.patches`` registers it as transformers' ``"sdpa"`` attention; with sequence parallel
 off it hands over to the stock sdpa function unchanged.
 """
 from __future__ import annotations

@@ -36,11 +36,15 @@ def liger_usable() -> tuple[bool, str]:
 
     if not torch.cuda.is_available():
         return False, "Liger kernels need a CUDA device (Triton)"
+    try:  # what verl calls; fails when liger does not match the installed triton / transformers
+        from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - any import failure means: fall back, and say why
+        return False, f"liger-kernel does not import here ({type(e).__name__}: {str(e)[:120]})"
     return True, "ok"
 
 
 def on_cpu() -> bool:
-    from verl_ext.cpu_platform import accelerator_present
+    from verl_ext.seam.cpu_platform import accelerator_present
 
     return not accelerator_present()
 

@@ -1,12 +1,12 @@
 """verl's Ray SFT trainer (``verl.trainer.sft_trainer_ray``) on a connected cluster, the verl-ext way.
 
 ``verl-ext train trainer.launcher=ray ...`` runs this module as the driver (``python -m
-verl_ext.trainer_ray <overrides>``, same config as the torchrun trainer). The driver reads the data
+verl_ext.training.trainer_ray <overrides>``, same config as the torchrun trainer). The driver reads the data
 (our ``data.custom_cls`` datasets), holds the dataloader, logs metrics and writes the dataloader part
 of each checkpoint; verl's ``RayWorkerGroup`` places ``trainer.nnodes`` x ``trainer.n_gpus_per_node``
 ``TrainingWorker``s (one placement group per node) that hold the FSDP model. Every worker gets
-``VERL_USE_EXTERNAL_MODULES=verl_ext.plugin`` through the job's runtime env, so ``import verl`` there
-registers the CPU platform and applies ``verl_ext.patches`` as in a torchrun rank, even where entry
+``VERL_USE_EXTERNAL_MODULES=verl_ext.seam.plugin`` through the job's runtime env, so ``import verl`` there
+registers the CPU platform and applies ``verl_ext.seam.patches`` as in a torchrun rank, even where entry
 points are off. The cluster's resources are checked before any model loads.
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ import os
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from verl_ext import trainer as core_trainer  # first: its import time is the "imports" stage
+from verl_ext.training import trainer as core_trainer  # first: its import time is the "imports" stage
 
 logger = logging.getLogger(__name__)
 
 # passed on to the workers when set here (Ray workers inherit their node's environment, not the driver's)
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_ENDPOINT", "TOKENIZERS_PARALLELISM")
-PLUGIN_MODULE = "verl_ext.plugin"
+PLUGIN_MODULE = "verl_ext.seam.plugin"
 
 
 class ClusterError(RuntimeError):
@@ -154,7 +154,7 @@ def probe_nodes(address: str, timeout_s: float = 90.0) -> list[tuple[str, dict[s
     import sys
 
     code = ("import json, sys, ray; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR'); "
-            "from verl_ext.trainer_ray import alive_nodes; print('NODES=' + json.dumps(alive_nodes()))")
+            "from verl_ext.training.trainer_ray import alive_nodes; print('NODES=' + json.dumps(alive_nodes()))")
     fix = "start it (ray start --head) or fix ray.address / RAY_ADDRESS"
     try:
         out = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True, timeout=timeout_s)
@@ -181,7 +181,7 @@ def connect(config: DictConfig) -> None:
 def _trainer_class():
     from verl.trainer.sft_trainer_ray import SFTTrainer as RaySFTTrainer
 
-    from verl_ext import patches
+    from verl_ext.seam import patches
 
     class VerlExtRaySFTTrainer(core_trainer._trainer_class(RaySFTTrainer)):
         """verl-ext's trainer (stages, verl #7401 fix) over verl's Ray trainer."""

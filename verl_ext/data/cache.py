@@ -2,7 +2,7 @@
 
 Every rank of every run used to read and re-tokenize the whole dataset at start (and resume) and
 hold it in Python memory. Now the encoded samples live in ``<data.cache_dir>/<fingerprint>/`` as one
-Arrow IPC file plus ``meta.json`` (stats, inputs), read memory-mapped (``verl_ext.token_store``).
+Arrow IPC file plus ``meta.json`` (stats, inputs), read memory-mapped (``verl_ext.data.token_store``).
 
 - **Fingerprint**: everything that changes the tokens (each input file's path, size and mtime, or
   its content hash with ``data.cache_hash=content``; the tokenizer's vocabulary, special tokens and
@@ -14,7 +14,7 @@ Arrow IPC file plus ``meta.json`` (stats, inputs), read memory-mapped (``verl_ex
   builder's error marker, so a bad row stops every rank with the same message). A killed build
   leaves only a ``.tmp-`` folder, removed by the next builder.
 - **Fast**: rows are streamed in record batches and encoded on all cores (a fork pool; the Jinja
-  render is the cost); ``verl-ext prepare --ray`` encodes on a Ray cluster (``verl_ext.cache_ray``).
+  render is the cost); ``verl-ext prepare --ray`` encodes on a Ray cluster (``verl_ext.data.cache_ray``).
 
 ``data.cache=off|auto|rebuild`` (default auto): off encodes in memory (same code, same items).
 """
@@ -37,13 +37,14 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from verl_ext import io, token_store
+from verl_ext import io
+from verl_ext.data import token_store
 from verl_ext.rows import DataError, RowRef, iter_row_batches
-from verl_ext.token_store import TokenStore
+from verl_ext.data.token_store import TokenStore
 
 logger = logging.getLogger(__name__)
 
-# Bump when verl_ext.masks / datasets change the tokens they produce for the same input.
+# Bump when verl_ext.data.masks / datasets change the tokens they produce for the same input.
 ENCODER_VERSION = "2026.12.1"
 META_FILE = "meta.json"
 MODES = ("off", "auto", "rebuild")
@@ -116,7 +117,7 @@ def file_fingerprint(path: str, how: str) -> dict:
 
 
 def fingerprint_inputs(dataset_cls, files: list[str], tokenizer, opts, max_samples: int | None, how: str) -> dict:
-    from verl_ext.datasets import NOT_ENCODING
+    from verl_ext.data.datasets import NOT_ENCODING
 
     encoding = {k: v for k, v in asdict(opts).items() if k not in NOT_ENCODING}
     return {
@@ -138,7 +139,7 @@ def load_or_build(dataset_cls, files: list[str], tokenizer, config, max_samples:
                   progress: bool | None = None, producer=None) -> tuple[TokenStore, dict, str | None]:
     """(store, stats, cache folder or None) for these files under this config (see module doc).
     ``producer(encoder, stats)`` yields the record batches of a build (default: this machine's
-    cores; ``verl_ext.cache_ray`` passes a Ray one)."""
+    cores; ``verl_ext.data.cache_ray`` passes a Ray one)."""
     copts = CacheOptions.from_config(config)
     encoder = dataset_cls.row_encoder(tokenizer, config)
     if producer is None:
@@ -230,7 +231,7 @@ def _row_chunks(files: list[str], max_samples: int | None) -> Iterator[list[tupl
 def _encoded_batches(encoder, files, max_samples, workers, progress, stats: dict,
                      pool_min: int = POOL_MIN_ROWS) -> Iterator[pa.RecordBatch]:
     """Record batches of the encoded samples, in row order; sums the counters into ``stats``."""
-    from verl_ext.datasets import new_stats
+    from verl_ext.data.datasets import new_stats
 
     stats.update(new_stats())
     file_index = {p: i for i, p in enumerate(files)}
@@ -284,7 +285,7 @@ def _encode_chunk(chunk):
 
 def encode_chunk(encoder, chunk: list[tuple[str, int, dict]]):
     """(samples, counters, rows) of one chunk; a DataError names file and row."""
-    from verl_ext.datasets import new_stats
+    from verl_ext.data.datasets import new_stats
 
     encoder.stats = new_stats()
     samples = []

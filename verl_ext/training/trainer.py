@@ -1,7 +1,7 @@
 """verl's FSDP SFT trainer, run with verl-ext's datasets, CPU platform, stage log and generation eval.
 
-This is what ``verl-ext train`` runs under torchrun (``torchrun -m verl_ext.trainer <overrides>``).
-The config is verl's ``sft_trainer_engine.yaml`` plus verl-ext's keys (``verl_ext/config/sft.yaml``);
+This is what ``verl-ext train`` runs under torchrun (``torchrun -m verl_ext.training.trainer <overrides>``).
+The config is verl's ``sft_trainer_engine.yaml`` plus verl-ext's keys (``verl_ext/training/config/sft.yaml``);
 the training loop is verl's own ``SFTTrainer.fit``: the subclass only times its build stages and adds
 generation evaluation at the validation steps.
 """
@@ -17,13 +17,13 @@ import os  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from verl_ext.stages import StageLog  # noqa: E402
+from verl_ext.launch.stages import StageLog  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 def resolve_dataset(config: DictConfig) -> None:
     """``data.dataset=<short name>`` -> ``data.custom_cls`` (unless the user set custom_cls)."""
-    from verl_ext.datasets import DATASETS
+    from verl_ext.data.datasets import DATASETS
 
     name = config.data.get("dataset", "chat")
     if config.data.custom_cls.get("path") or name in (None, "verl"):
@@ -31,7 +31,7 @@ def resolve_dataset(config: DictConfig) -> None:
     if name not in DATASETS:
         raise ValueError(f"data.dataset={name!r}; choose one of {', '.join([*DATASETS, 'verl'])}")
     with open_dict(config):
-        config.data.custom_cls.path = "pkg://verl_ext.datasets"
+        config.data.custom_cls.path = "pkg://verl_ext.datasets"  # the public path (a re-export of verl_ext.data.datasets)
         config.data.custom_cls.name = DATASETS[name].__name__
 
 
@@ -52,7 +52,7 @@ def load_evaluator(config: DictConfig):
 
 
 def _trainer_class(base=None):
-    """verl-ext's trainer over ``base``: verl's torchrun ``SFTTrainer`` by default; ``verl_ext.trainer_ray``
+    """verl-ext's trainer over ``base``: verl's torchrun ``SFTTrainer`` by default; ``verl_ext.training.trainer_ray``
     passes verl's Ray ``SFTTrainer`` (same build methods, same resume bug), so both share one subclass."""
     if base is None:
         from verl.trainer.sft_trainer import SFTTrainer as base
@@ -114,7 +114,7 @@ def _trainer_class(base=None):
             client.train_batch = train_batch
 
         def fit(self):
-            from verl_ext import patches
+            from verl_ext.seam import patches
 
             attach = load_evaluator(self.config)
             wrap_tracking = attach(self) if attach is not None else None
@@ -128,9 +128,9 @@ def _trainer_class(base=None):
 
 def prepare(config: DictConfig, rank: int = 0) -> StageLog:
     """What every launcher does before building the trainer: device fallbacks, dataset class, file
-    logger path, stage log (started). ``verl_ext.trainer_ray`` runs the same steps in its driver."""
-    from verl_ext import plugin  # noqa: F401  (registers the CPU platform even if entry points are off)
-    from verl_ext.devices import apply_device_defaults
+    logger path, stage log (started). ``verl_ext.training.trainer_ray`` runs the same steps in its driver."""
+    from verl_ext.seam import plugin  # noqa: F401  (registers the CPU platform even if entry points are off)
+    from verl_ext.seam.devices import apply_device_defaults
 
     stages = StageLog(watchdog_s=float(config.get("verl_ext", {}).get("stage_watchdog_s", 120)), rank=rank)
     stages.records.append(("imports", time.monotonic() - _T0))

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-logger = logging.getLogger("verl_ext.stages")
+logger = logging.getLogger("verl_ext.launch.stages")
 
 
 class StageLog:

@@ -3,7 +3,7 @@
 Ray Data maps an actor pool over the work items (a Parquet row group, or a slice of JSON rows);
 each actor holds one row encoder (tokenizer + template) and returns the encoded samples of its item
 as one Arrow IPC buffer plus its counters. The driver consumes the items in order and writes them
-through the same temp-folder-and-rename path as a local build (``verl_ext.cache``), so the result
+through the same temp-folder-and-rename path as a local build (``verl_ext.data.cache``), so the result
 is the same cache, byte for byte the same samples, under the same fingerprint. The workers read the
 input files themselves: on a multi-machine cluster they must be on a shared filesystem.
 """
@@ -15,7 +15,7 @@ import os
 
 import pyarrow as pa
 
-from verl_ext import token_store
+from verl_ext.data import token_store
 from verl_ext.rows import DataError, iter_row_batches
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class EncodeItems:
         self.file_index = {p: i for i, p in enumerate(files)}
 
     def __call__(self, batch: dict) -> dict:
-        from verl_ext.cache import collect, encode_chunk
+        from verl_ext.data.cache import collect, encode_chunk
 
         out_ipc, out_stats = [], []
         for k in range(len(batch["path"])):
@@ -92,12 +92,12 @@ class EncodeItems:
 
 
 def ray_producer(files: list[str], max_samples: int | None, address: str | None = None, concurrency: int | None = None):
-    """A ``producer(encoder, stats)`` for ``verl_ext.cache.load_or_build`` that encodes on Ray."""
+    """A ``producer(encoder, stats)`` for ``verl_ext.data.cache.load_or_build`` that encodes on Ray."""
 
     def produce(encoder, stats: dict):
         import ray
 
-        from verl_ext.datasets import new_stats
+        from verl_ext.data.datasets import new_stats
 
         if not ray.is_initialized():
             ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,

@@ -41,11 +41,11 @@ def prepare(overrides: list[str], use_ray: bool = False, address: str | None = N
     from omegaconf import open_dict
     from transformers import AutoTokenizer
 
-    from verl_ext import cache
-    from verl_ext.devices import apply_device_defaults
-    from verl_ext.preflight import compose
+    from verl_ext.data import cache
+    from verl_ext.seam.devices import apply_device_defaults
+    from verl_ext.launch.preflight import compose
     from verl_ext.rows import DataError, iter_files
-    from verl_ext.trainer import resolve_dataset
+    from verl_ext.training.trainer import resolve_dataset
 
     config = compose(overrides)
     apply_device_defaults(config)
@@ -70,7 +70,7 @@ def prepare(overrides: list[str], use_ray: bool = False, address: str | None = N
         t0 = time.monotonic()
         producer = None
         if use_ray:
-            from verl_ext.cache_ray import ray_producer
+            from verl_ext.data.cache_ray import ray_producer
 
             producer = ray_producer(files, config.data.get(limit_key, -1), address)
         _, stats, path = cache.load_or_build(cls, files, tokenizer, config.data, config.data.get(limit_key, -1),

@@ -1,0 +1,1 @@
+"""The data path: rows -> exact chat-template masks -> the tokenized cache -> verl's dataset classes."""
