@@ -15,7 +15,7 @@ EXAMPLE = """examples:
   verl-ext prepare model.path=Qwen/Qwen3-1.7B data.train_files=train.parquet data.val_files=val.parquet \\
       data.max_length=8192 data.truncation=left
   # on a Ray cluster (workers read the files: put them on a shared filesystem, and data.cache_dir too)
-  verl-ext prepare --ray --address 10.0.0.1:6379 model.path=... data.train_files=/shared/train.parquet \\
+  verl-ext prepare --ray --address HEAD_IP:6379 model.path=... data.train_files=/shared/train.parquet \\
       data.cache_dir=/shared/verl-ext-cache
 then `verl-ext train` with the same data/model overrides maps the cache in seconds.
 """
