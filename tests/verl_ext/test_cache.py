@@ -283,3 +283,8 @@ def test_dataloader_workers_share_the_map(tmp_path, qwen3_tokenizer):
     got = [(x["input_ids"].tolist(), x["loss_mask"].tolist()) for x in loader]
     assert got == items(ds)
     assert np.asarray(ds.store.lengths()).sum() == ds.stats["tokens"]
+
+
+def test_missing_file_is_a_data_error(tmp_path, qwen3_tokenizer):
+    with pytest.raises(DataError, match=r"nope.parquet: file not found \(check data.train_files"):
+        ChatSFTDataset(str(tmp_path / "nope.parquet"), qwen3_tokenizer, cfg(tmp_path / "c"))

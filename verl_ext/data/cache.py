@@ -103,6 +103,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def file_fingerprint(path: str, how: str) -> dict:
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file not found (check data.train_files / data.val_files)")
     st = os.stat(path)
     out = {"path": os.path.abspath(path), "size": st.st_size}
     if how == "content":
