@@ -67,13 +67,18 @@ def iter_row_batches(
         for chunk in io.iter_chunks(path, batch_size, columns, on_bad_line=_bad_line, kind=None if is_json else "parquet"):
             rows = chunk.records
             if not is_json:
-                # struct columns hold the union of keys over all rows, None where a row had none: drop
-                # that padding (an explicit null inside a Parquet struct cannot be told apart; JSON keeps its nulls)
-                rows = [{k: _drop_none(v) for k, v in row.items()} for row in rows]
+                rows = unpad_parquet_rows(rows)
             yield list(enumerate(rows, start))
             start += len(rows)
     except io.ReadError as e:
         raise DataError(str(e)) from None
+
+
+def unpad_parquet_rows(rows: list[dict]) -> list[dict]:
+    """Parquet rows as written: struct columns hold the union of keys over all rows, None where a row
+    had none; drop that padding (an explicit null inside a Parquet struct cannot be told apart; JSON
+    keeps its nulls)."""
+    return [{k: _drop_none(v) for k, v in row.items()} for row in rows]
 
 
 def _bad_line(file: str, line: int, error, text: str) -> None:

@@ -283,8 +283,28 @@ def test_dataloader_workers_share_the_map(tmp_path, qwen3_tokenizer):
     got = [(x["input_ids"].tolist(), x["loss_mask"].tolist()) for x in loader]
     assert got == items(ds)
     assert np.asarray(ds.store.lengths()).sum() == ds.stats["tokens"]
+    trained = ds.store.trained_counts()
+    assert trained.sum() == ds.stats["trained_tokens"]
+    assert trained.tolist() == [int(ds[i]["loss_mask"].sum()) for i in range(len(ds))]
 
 
 def test_missing_file_is_a_data_error(tmp_path, qwen3_tokenizer):
     with pytest.raises(DataError, match=r"nope.parquet: file not found \(check data.train_files"):
         ChatSFTDataset(str(tmp_path / "nope.parquet"), qwen3_tokenizer, cfg(tmp_path / "c"))
+
+
+def test_store_counts_across_record_batches():
+    """lengths/trained_counts per sample when the table has several chunks (big builds do)."""
+    from verl_ext.data.token_store import Sample, TokenStore, to_batch
+    from verl_ext.rows import RowRef
+
+    def sample(n, trained, row):
+        mask = np.zeros(n, np.int8)
+        mask[n - trained:] = 1
+        return Sample(np.arange(n), mask, RowRef("f", row), -1, n)
+
+    batches = [to_batch([sample(5, 2, 0), sample(3, 3, 1)], {"f": 0}), to_batch([sample(7, 1, 2)], {"f": 0})]
+    store = TokenStore(pa.Table.from_batches(batches), ["f"])
+    assert store.lengths().tolist() == [5, 3, 7]
+    assert store.trained_counts().tolist() == [2, 3, 1]
+    assert store.get(2)[1].tolist() == [0] * 6 + [1] and store.ref(2).row == 2

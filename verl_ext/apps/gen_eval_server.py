@@ -223,11 +223,10 @@ _TASK_RUNNERS = {"math": run_math, "textcraft": run_textcraft}
 
 
 def _records(path: Path) -> list[dict]:
-    import json
+    """The runner's result records (its own resumable JSONL reader)."""
+    from verl_ext_eval.results import ResultsFile
 
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return ResultsFile(path, "key").records() if path.exists() else []
 
 
 def _close(backend) -> None:

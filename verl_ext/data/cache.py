@@ -317,18 +317,14 @@ def _count_rows(files: list[str], max_samples: int | None) -> int | None:
     """Rows to encode (Parquet metadata, JSONL lines); None when unknown without parsing."""
     total = 0
     for path in files:
-        if path.lower().endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            try:
-                total += pq.ParquetFile(path).metadata.num_rows
-            except Exception:  # the reader reports unreadable files with file and reason
-                return None
-        elif path.lower().endswith(".jsonl") and os.path.exists(path):
-            with open(path, "rb") as f:
-                total += sum(1 for line in f if line.strip())
-        else:
+        try:
+            kind = io.input_kind(path)
+            n = io.count_rows(path) if kind == "parquet" else sum(1 for _ in io.iter_lines(path)) if kind == "jsonl" else None
+        except Exception:  # the reader reports unreadable files with file and reason
             return None
+        if n is None:
+            return None
+        total += n
     return min(total, max_samples) if max_samples and max_samples > 0 else total
 
 

@@ -85,10 +85,10 @@ class EncodeItems:
             return [(path, start + i, r) for i, r in enumerate(json.loads(item["rows"]))]
         import pyarrow.parquet as pq
 
-        from verl_ext.rows import _drop_none
+        from verl_ext.rows import unpad_parquet_rows
 
         table = pq.ParquetFile(path).read_row_group(int(item["group"])).slice(0, take)
-        return [(path, start + i, {k: _drop_none(v) for k, v in r.items()}) for i, r in enumerate(table.to_pylist())]
+        return [(path, start + i, r) for i, r in enumerate(unpad_parquet_rows(table.to_pylist()))]
 
 
 def ray_producer(files: list[str], max_samples: int | None, address: str | None = None, concurrency: int | None = None):

@@ -113,15 +113,16 @@ class TokenStore:
 
     def lengths(self) -> np.ndarray:
         """Tokens per sample after truncation (what is trained on)."""
-        return np.diff(self.table.column("input_ids").combine_chunks().offsets.to_numpy())
+        return np.concatenate([np.diff(off) for off, _, _ in self._chunks] or [np.zeros(0, np.int64)])
 
     def trained_counts(self) -> np.ndarray:
-        """Trained (loss) tokens per sample."""
-        col = self.table.column("loss_mask").combine_chunks()
-        values = col.flatten().to_numpy().astype(np.int64)
-        csum = np.concatenate([[0], np.cumsum(values)])
-        offsets = col.offsets.to_numpy()
-        return csum[offsets[1:]] - csum[offsets[:-1]]
+        """Trained (loss) tokens per sample, summed chunk by chunk over the mapped views (no copy
+        of the whole mask column)."""
+        out = []
+        for offsets, _, mask in self._chunks:
+            csum = np.concatenate([[0], np.cumsum(mask[offsets[0]: offsets[-1]], dtype=np.int64)])
+            out.append(csum[offsets[1:] - offsets[0]] - csum[offsets[:-1] - offsets[0]])
+        return np.concatenate(out or [np.zeros(0, np.int64)])
 
     # DataLoader workers started with spawn/forkserver re-map the file instead of pickling the table
     def __getstate__(self) -> dict:
