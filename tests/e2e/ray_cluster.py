@@ -9,6 +9,7 @@ import signal
 import sys
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before ray is imported: bind 127.0.0.1 only
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token auth on a loopback test cluster (~/.ray/auth_token turns it on)
 
 
 def main(n: int) -> None:

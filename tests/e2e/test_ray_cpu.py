@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cluster_address():
     """Two Ray nodes on 127.0.0.1, 1 CPU each, in a child process this test starts and stops by PID."""
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.ray_cluster", "2"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
     saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")

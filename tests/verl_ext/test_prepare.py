@@ -92,23 +92,25 @@ def ray_head(tmp_path):
 
     port = _free_port()
     temp_dir = f"/tmp/vx-ray-{os.getpid()}-{port}"
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    # loopback only; no token auth (Ray turns it on when ~/.ray/auth_token exists, and then clients
+    # started without the token cannot connect)
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     proc = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
                              "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
                             env=env, stdout=open(tmp_path / "ray.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     address = f"127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True).returncode == 0:
-            break
-        assert proc.poll() is None, (tmp_path / "ray.log").read_text()[-2000:]
-        time.sleep(1)
-    else:
-        raise AssertionError("ray head did not come up: " + (tmp_path / "ray.log").read_text()[-2000:])
     try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True).returncode == 0:
+                break
+            assert proc.poll() is None, (tmp_path / "ray.log").read_text()[-2000:]
+            time.sleep(1)
+        else:
+            raise AssertionError("ray head did not come up: " + (tmp_path / "ray.log").read_text()[-2000:])
         yield address, env
-    finally:
+    finally:  # also when the head never came up: nothing of it may outlive the test
         procs = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
         for p in procs:
             try:

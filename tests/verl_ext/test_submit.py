@@ -141,7 +141,7 @@ def ray_cluster():
         "--num-cpus=2", "--num-gpus=0", "--object-store-memory=100000000", f"--temp-dir={temp_dir}",
         "--disable-usage-stats", "--include-dashboard=true",
     ]
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = open(Path(temp_dir) / "ray_start.log", "wb")
     head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
