@@ -4,8 +4,9 @@ Both grade the same pairs in one run: model responses ending the ways models end
 answer is", ``**Answer:**``, Minerva's "Final Answer", a bare last line) against gold answers, in
 buckets: simple forms (integers, wrong integers, fractions vs decimals, short LaTeX) and the rest
 (sets, intervals, equations, thousands separators, mixed numbers, e-notation, solution lists,
-inequalities, words, percentages) plus inputs that make SymPy hang (pure-number towers and symbolic
-ones). Each pair carries the label it was built with (percentages under the default ``as_fraction``
+inequalities, words, percentages; and whole responses shaped as real ones: an answer over several
+boxes, unboxed LaTeX, prose on the answer line, a conclusion sentence, ``,\\!`` separators, negated
+inequalities) plus inputs that make SymPy hang (pure-number towers and symbolic ones). Each pair carries the label it was built with (percentages under the default ``as_fraction``
 policy), so the run also reports how often each grader gets it right.
 
     python -m bench.grading --n 5000 --seed 0 --workers 2 --timeout 5 --pathological 4
@@ -24,6 +25,7 @@ from fractions import Fraction
 
 Pair = tuple[str, str, bool, str]  # (response, gold, label, bucket)
 SIMPLE = ("integer", "wrong_integer", "fraction", "short_latex")
+REAL = "real_output"  # whole responses shaped as real ones (several boxes, unboxed LaTeX, prose answers)
 
 # half pure numbers (the cheap path proves them huge), half symbolic (they reach the workers' bound)
 PATHOLOGICAL = [r"10^{10^{10}}", r"(x+1)^{10^{6}}", r"(10^{6})!", r"\sin(10^{10^{10}})"]
@@ -93,6 +95,29 @@ def _new_form(rng: random.Random) -> tuple[str, str, bool]:
     ])
 
 
+def _real_output(rng: random.Random) -> tuple[str, str, bool]:
+    """(response, gold, label): whole responses the way models write them without one clean box
+    (issue 20), right and with a wrong value on the same surface."""
+    a, b = rng.randint(2, 9), rng.randint(10, 99)
+    wrong = rng.random() < 0.4
+    v = a + rng.randint(1, 5) if wrong else a
+    work = f"Substituting $t = {b}$ and simplifying gives the equation below."
+    n = a * 10**9 + b * 10**6 + 123_456
+    grouped = f"{n + v - a:,}".replace(",", ",\\! ")  # MATH's 12,\! 345
+    return rng.choice([
+        (f"{work}\n\n$$\\boxed{{({a}, {b})}} \\quad \\text{{and}} \\quad \\boxed{{({v}, {b + 1})}}$$",
+         f"({a}, {b}), ({a}, {b + 1})", not wrong),
+        (f"{work} The roots are $\\boxed{{{b}}}$, $\\boxed{{{v}}}$.", rf"\{{{a}, {b}\}}", not wrong),
+        (f"{work} So $x \\geq {v}$ is the solution.", rf"[{a}, \infty)", not wrong),
+        (rf"{work} The matrix is $\begin{{pmatrix}}{v} & 0 \\ 0 & {b}\end{{pmatrix}}$.",
+         rf"\begin{{pmatrix}}{a} & 0 \\ 0 & {b}\end{{pmatrix}}", not wrong),
+        (f"{work}\nFinal Answer: The largest $n$ is {v * b}.", str(a * b), not wrong),
+        (f"{work} Therefore, there are {v * 10} ways to seat them. <|im_start|>user\nNext question", str(a * 10), not wrong),
+        (rf"{work} The count is $\boxed{{{grouped}}}$.", str(n), not wrong),
+        (rf"{work} Hence $\boxed{{-x > -{v}}}$.", f"x < {a}", not wrong),
+    ])
+
+
 def make_pairs(n: int, seed: int = 0, pathological: int = 4) -> list[Pair]:
     """``n`` labelled pairs (``pathological`` of them SymPy traps), deterministically."""
     rng = random.Random(seed)
@@ -120,12 +145,15 @@ def make_pairs(n: int, seed: int = 0, pathological: int = 4) -> list[Pair]:
         elif bucket < 0.75:
             pred, gold, label = _short_latex(rng)
             pairs.append((_response(rng, pred), gold, label, "short_latex"))
-        elif bucket < 0.87:
+        elif bucket < 0.85:
             pred, gold, label = _variant(rng)
             pairs.append((_response(rng, pred), gold, label, "symbolic"))
-        else:
+        elif bucket < 0.93:
             pred, gold, label = _new_form(rng)
             pairs.append((_response(rng, pred), gold, label, "new_form"))
+        else:
+            response, gold, label = _real_output(rng)
+            pairs.append((response, gold, label, REAL))
     for i in range(pathological):  # at random places, as they come in a real run
         trap = (_response(rng, PATHOLOGICAL[i % len(PATHOLOGICAL)]), "5", False, "pathological")
         pairs.insert(rng.randint(0, len(pairs)), trap)
@@ -221,16 +249,21 @@ def main(argv: list[str] | None = None) -> int:
     pairs = make_pairs(args.n, args.seed, args.pathological)
     simple = [p for p in pairs if p[3] in SIMPLE]
     simple_s, simple_results, _ = run_ours(simple, args.workers, args.timeout)
+    real = [p for p in pairs if p[3] == REAL]
+    real_s, _, _ = run_ours(real, args.workers, args.timeout)
     ours_s, results, ours_slow = run_ours(pairs, args.workers, args.timeout)
     ours = [r.correct for r in results]
     mv, mv_secs = run_math_verify(pairs)
     mv_s = sum(mv_secs)
     mv_simple_s = sum(t for t, p in zip(mv_secs, pairs) if p[3] in SIMPLE)
+    mv_real_s = sum(t for t, p in zip(mv_secs, pairs) if p[3] == REAL)
     n = len(pairs)
     print(f"pairs: {n} ({len(simple)} simple forms, {args.pathological} pathological), workers: {args.workers}, "
           f"bound: {args.timeout:g} s, CPUs: {os.cpu_count()}")
     print(f"simple forms  grade_many {len(simple) / simple_s:9.1f} answers/s   math-verify {len(simple) / mv_simple_s:7.1f}"
           f" answers/s   speed-up {mv_simple_s / simple_s:5.1f}x")
+    print(f"real-output   grade_many {len(real) / real_s:9.1f} answers/s   math-verify {len(real) / mv_real_s:7.1f}"
+          f" answers/s   speed-up {mv_real_s / real_s:5.1f}x   ({len(real)} pairs, worker start-up included)")
     print(f"full mix      grade_many {n / ours_s:9.1f} answers/s   math-verify {n / mv_s:7.1f} answers/s   "
           f"speed-up {mv_s / ours_s:5.1f}x   (walls {ours_s:.2f} s vs {mv_s:.2f} s, worker start-up included)")
     print(f"slowest sample: grade_many {ours_slow:.2f} s (bound {args.timeout:g} s), math-verify {max(mv_secs):.2f} s")

@@ -1,10 +1,11 @@
 """Fast-Math-R1 SFT (``RabotniKuma/Fast-Math-R1-SFT`` and users' cleaned copies) → verl-ready Parquet.
 
 Per row: normalise the think tags to ``<think>``/``</think>``, put exactly four newlines after
-``</think>``, optionally unwrap ``\\boxed{}``, keep the trace's boxed answer beside the source
-answer, drop rows over ``--max-tokens`` (problem + "\\n" + solution, target tokenizer), and route
-each row to train/validation by a stable hash of its problem (re-runs and appended data keep
-their split). Output has ``prompt``/``response`` and ``messages`` columns.
+``</think>``, optionally unwrap ``\\boxed{}`` (an unclosed ``\\boxed{`` stays as written), keep the
+trace's boxed answer (read as the grader reads it: several boxes listing one answer are one)
+beside the source answer, drop rows over ``--max-tokens`` (problem + "\\n" + solution, target
+tokenizer), and route each row to train/validation by a stable hash of its problem (re-runs and
+appended data keep their split). Output has ``prompt``/``response`` and ``messages`` columns.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from data_converters.pipeline import (
 )
 from data_converters.token_count import TokenCounter
 from verl_ext.io import Chunk
-from verl_ext_eval.math.extract import final_segment, last_boxed, strip_boxed
+from verl_ext_eval.math.boxes import boxed_answer, strip_boxed
+from verl_ext_eval.math.extract import final_segment
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 AFTER_THINK = "\n\n\n\n"
@@ -32,7 +34,6 @@ KNOWN_SOLUTION_KEYS = ("generation", "solution")
 # <think>, </think> with full-width brackets/slash, any case, spaces inside
 _TAG = re.compile(r"[<＜]\s*([/／]?)\s*think\s*[>＞]", re.IGNORECASE)
 _CLOSE_AND_SPACE = re.compile(re.escape(THINK_CLOSE) + r"\s*")
-_DANGLING_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*\{")
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,6 @@ def normalize_think(text: str) -> tuple[str | None, str]:
         return None, "text_before_think"
     text = _CLOSE_AND_SPACE.sub(THINK_CLOSE + AFTER_THINK, text.lstrip(), count=1)
     return text, note
-
-
-def unwrap_boxes(text: str) -> str:
-    """Every complete ``\\boxed{x}``/``\\fbox{x}`` (nested, ``\\boxed {x}``, ``\\boxed 5``) becomes
-    ``x``; a dangling unclosed ``\\boxed{`` is dropped."""
-    return _DANGLING_BOX.sub("", strip_boxed(text))
 
 
 def normalize_problem(problem: str) -> str:
@@ -118,14 +113,14 @@ def convert_record(record: object, opts: Options) -> Outcome:
     segment = final_segment(text) if THINK_CLOSE in text else text
     if not segment.strip():
         return Reject("empty_text:after_think", "nothing after </think>")
-    extracted = last_boxed(segment)
+    extracted = boxed_answer(segment)
     if extracted is None and segment is not text:
-        extracted = last_boxed(text)
+        extracted = boxed_answer(text)
         if extracted is not None:
             notes.append("answer_from_think")
     extracted = extracted.strip() if extracted is not None else None
-    if opts.unwrap_boxed:
-        text = unwrap_boxes(text)
+    if opts.unwrap_boxed:  # an unclosed "\boxed{12" (a cut trace) stays as written
+        text = strip_boxed(text)
     answer = extracted if extracted is not None else answer_source
     if extracted is None:
         notes.append("answer_from_source" if answer_source is not None else "no_answer")

@@ -2,7 +2,8 @@
 
 Each row gets ``level`` (int, null for "Level ?"), ``subject`` (the ``type`` display name),
 ``answer`` (the solution's last brace-balanced ``\\boxed{}``, else ``\\fbox{}``; ``\\boxed 5``
-counts), ``prompt``/``response``, ``messages``, ``split`` and ``source_path``.
+counts; boxes listing one answer, ``\\boxed{1}, \\boxed{2}``, are read as one, as the grader reads
+them), ``prompt``/``response``, ``messages``, ``split`` and ``source_path``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 from data_converters.parquet_io import ConversionError, Reject, RejectSink, iter_chunks
 from data_converters.pipeline import Kept, Outcome, convert_files, make_parser, run_main
 from verl_ext.io import Chunk
-from verl_ext_eval.math.extract import last_boxed
+from verl_ext_eval.math.boxes import boxed_answer
 
 SPLITS = ("train", "test")
 # folder name → the display name the files carry in ``type``
@@ -63,7 +64,7 @@ def convert_record(record: object, split: str, subject_hint: str | None, source_
     problem, solution = record["problem"], record["solution"]
     level, level_note = parse_level(record.get("level"))
     subject = record.get("type") or record.get("subject") or subject_hint
-    answer = last_boxed(solution)
+    answer = boxed_answer(solution)
     notes = tuple(n for n in (level_note, "no_boxed_answer" if answer is None else "",
                               "" if isinstance(subject, str) else "no_subject") if n)
     row = {

@@ -3,7 +3,8 @@
 Streams any number of Parquet/JSONL shards as one global row index, cut into chunks of
 ``--save-per-iteration`` input rows (default: one chunk per input file; the last partial chunk is
 saved too). ``--filter-by-pass-rate T`` keeps ``has_answer_extracted`` rows whose parsed
-``pass_rate_72b_tir`` is <= T (lower is harder); unusable pass rates are rejected by kind. Each
+``pass_rate_72b_tir`` is <= T (lower is harder); unusable pass rates are rejected by kind, and rows of
+another problem type are counted as filtered and listed in ``rejects/`` with their type. Each
 finished chunk is recorded in a manifest, so a rerun after a crash skips finished chunks and
 yields identical outputs. Optional LLM stages (``--generate``, ``--llm-filter``) run through
 ``verl_ext_eval.backends``.
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 
 from data_converters.chunk_manifest import Manifest
 from data_converters.openmath_rows import (
-    OUTPUT_SCHEMA, FileSpan, filtered_mask, is_filtered, output_table, plan_files, read_range, row_reasons,
+    OUTPUT_SCHEMA, FileSpan, is_filtered, listed_mask, output_table, plan_files, read_range, row_reasons,
 )
 from data_converters.parquet_io import ConversionError, Reject, RejectSink, Summary
 from data_converters.pipeline import Kept, Outcome, expand_inputs, make_parser, run_main
@@ -33,6 +34,7 @@ from verl_ext.io import ParquetChunkWriter
 logger = logging.getLogger(__name__)
 
 Stage = Callable[[Sequence[dict]], Sequence[Outcome]]
+FILTERED_DETAIL = "filtered by --filter-by-pass-rate (counted under 'filtered' in the summary)"
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,14 @@ def run_chunk(plan: ChunkPlan, spans: Sequence[FileSpan], opts: Options, out_dir
             for item in pc.value_counts(reason).to_pylist():
                 if item["values"] is not None and is_filtered(item["values"]):
                     filtered[item["values"]] += item["counts"]
-            drop = pc.indices_nonzero(pc.and_not(pc.is_valid(reason), filtered_mask(reason))).to_pylist()
-            if drop:
-                bad, why = batch.table.take(drop).to_pylist(), reason.take(drop).to_pylist()
-                for i, rec, r in zip(drop, bad, why):
-                    rejects.add(batch.file, batch.unit, batch.positions[i], Reject(r), rec)
-                stage_rejects += len(drop)
+            listed = pc.indices_nonzero(listed_mask(reason)).to_pylist()
+            if listed:  # previews without the solution: encoding whole traces would cost more than converting
+                rows = batch.table.drop_columns(["generated_solution"]).take(listed).to_pylist()
+                for i, rec, r in zip(listed, rows, reason.take(listed).to_pylist()):
+                    counted = not is_filtered(r)
+                    detail = "" if counted else FILTERED_DETAIL
+                    rejects.add(batch.file, batch.unit, batch.positions[i], Reject(r, detail), rec, counted=counted)
+                    stage_rejects += counted
             keep = pc.is_null(reason)
             kept = output_table(batch.table.filter(keep), rate.filter(keep), opts.data_source)
             if stage is not None and kept.num_rows:

@@ -17,7 +17,8 @@ from typing import Sequence
 from data_converters.parquet_io import Reject
 from data_converters.pipeline import Kept, Outcome
 from verl_ext_eval.backends.base import Backend, SamplingParams
-from verl_ext_eval.math.extract import final_segment, last_boxed
+from verl_ext_eval.math.boxes import boxed_answer
+from verl_ext_eval.math.extract import final_segment
 
 SOLVE_PROMPT = ("Solve the following math problem. Reason step by step and put the final answer "
                 "in \\boxed{{}}.\n\n{problem}")
@@ -88,7 +89,7 @@ async def generate(rows: Sequence[dict], backend: Backend, opts: LLMOptions) -> 
             out.append(parsed)
             continue
         problem, solution = parsed
-        answer = last_boxed(solution)
+        answer = boxed_answer(solution)
         new = dict.fromkeys(row)
         new.update(
             prompt=problem, response=solution,

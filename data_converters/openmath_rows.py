@@ -24,8 +24,12 @@ STRING_COLUMNS = ("expected_answer", "problem_type", "problem_source", "generati
                   "pass_rate_72b_tir", "problem", "generated_solution", "inference_mode")
 INPUT_SCHEMA = pa.schema([(c, pa.string()) for c in STRING_COLUMNS] + [("used_in_kaggle", pa.bool_())])
 HAS_ANSWER = "has_answer_extracted"
-# reasons of rows that are only counted (policy filters over most of the data), not written out
+# reasons of policy filters: counted under "filtered", not "dropped"
 FILTER_PREFIXES = ("problem_type:", "pass_rate_above_threshold", "llm_")
+# filtered rows listed in rejects/ anyway: a row without an extracted answer (problem type
+# no_answer_extracted / converted_proof, pass rate "n/a") must be findable, not vanish; the pass-rate
+# cut itself (most of the data) stays counted only
+LISTED_FILTERS = ("problem_type:",)
 _NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
@@ -217,6 +221,15 @@ def filtered_mask(reason: pa.Array) -> pa.Array:
     for m in masks[1:]:
         out = pc.or_(out, m)
     return out
+
+
+def listed_mask(reason: pa.Array) -> pa.Array:
+    """Rows to write to rejects/: every data problem (a reason that is no policy filter) and the
+    policy filters of ``LISTED_FILTERS``."""
+    listed = pc.and_not(pc.is_valid(reason), filtered_mask(reason))
+    for prefix in LISTED_FILTERS:
+        listed = pc.or_(listed, pc.fill_null(pc.starts_with(reason, prefix), False))
+    return listed
 
 
 def is_filtered(reason: str) -> bool:

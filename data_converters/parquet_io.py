@@ -59,8 +59,12 @@ class RejectSink:
         self._tmp = temp_beside(path) if path is not None else None
         self._fh = self._tmp.open("w", encoding="utf-8") if self._tmp is not None else None
 
-    def add(self, file: str, unit: str, position: int, reject: Reject, record: Any = None) -> None:
-        self.counts[reject.reason] += 1
+    def add(self, file: str, unit: str, position: int, reject: Reject, record: Any = None, *,
+            counted: bool = True) -> None:
+        """Write the reject; ``counted=False`` lists a row a policy filter dropped (the summary counts
+        it under ``filtered``, not here)."""
+        if counted:
+            self.counts[reject.reason] += 1
         if self._fh is not None:
             entry = {"file": file, unit: position, "reason": reject.reason, "detail": reject.detail}
             if record is not None:
@@ -83,7 +87,8 @@ class RejectSink:
 @dataclass
 class Summary:
     """What a run did. ``rows_in == kept + sum(dropped) + sum(filtered)``: ``dropped`` rows are in
-    the rejects file, ``filtered`` rows (policy filters over many rows) are only counted;
+    the rejects file, ``filtered`` rows (policy filters over many rows) are counted, and listed in the
+    rejects file too where the converter says so (OpenMathReasoning's problem-type filter);
     ``notes`` count kept rows that were changed or are worth a look."""
 
     converter: str

@@ -35,10 +35,14 @@ def _turn(turn: object, i: int) -> dict | Reject:
     if not isinstance(turn, dict):
         return Reject("wrong_type:message", f"message[{i}] is {type(turn).__name__}, expected an object")
     source = turn.get("from", turn.get("role"))
-    content = turn.get("value", turn.get("content"))
+    text_key = "value" if "from" in turn else "content"  # ShareGPT names the text "value"
+    content = turn.get(text_key, turn.get("content"))
     loss = turn.get("loss")
     if source not in ROLES:
         return Reject("unknown_role", f"message[{i}] role {source!r}; known: {sorted(ROLES)}")
+    if content is None:
+        return Reject(f"missing_field:{text_key}", f"message[{i}] ({ROLES[source]}) has no {text_key!r}; "
+                      f"keys: {sorted(turn)}")
     if not isinstance(content, str):
         return Reject("wrong_type:content", f"message[{i}] content is {type(content).__name__}, expected str")
     if not content.strip():

@@ -1,5 +1,5 @@
-"""Readers of answer structures for the cheap path: exact numbers, number lists, intervals,
-inequalities, equation lists, words and choice letters (pure, no SymPy).
+"""Readers of answer structures for the cheap path: exact numbers, number lists, intervals, words
+and choice letters (pure, no SymPy; equations and inequalities are ``relations``).
 
 Each reader returns None when the text is not (certainly) of its form, so a caller falls back to
 math-verify. Numbers are exact (``Fraction``); a value past ``HUGE_DIGITS`` digits (``10^{10^{10}}``,
@@ -218,74 +218,6 @@ def split_top(s: str, sep: str = ",") -> list[str]:
             start = i + 1
     parts.append(s[start:])
     return parts
-
-
-# -- solution lists and equations (on the rewritten, not yet whitespace-free answer) ---------------
-_LIST_SEP = re.compile(r"\s*(?:\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad|\band\b|\bor\b|;)\s*")
-_EQUATION = re.compile(r"^\s*([a-zA-Z])\s*=\s*([^=<>]+?)\s*$")
-SINGLE_EQUATION = re.compile(r"^([a-zA-Z])=([^=<>]+)$")  # on a normalised answer
-
-
-def equation_list(s: str) -> list[str] | None:
-    """``x = 2 and x = -5`` / ``x=2, x=-5`` / ``x = 2 \\text{ or } x = -5`` -> ``["2", "-5"]`` (one
-    variable, at least two solutions), else None; ``x=2, y=3`` is a point, not a list."""
-    parts = [q for part in split_top(_LIST_SEP.sub(",", s)) if (q := part.strip())]
-    if len(parts) < 2:
-        return None
-    found = [_EQUATION.match(q) for q in parts]
-    if not all(found) or len({m.group(1) for m in found}) != 1:
-        return None
-    return [m.group(2) for m in found]
-
-
-# -- inequalities -> intervals ---------------------------------------------------------------------
-_OP_CMD = re.compile(r"\\(?:leqslant|geqslant|leq|geq|le|ge|lt|gt)(?![a-zA-Z])|\u2264|\u2265")
-_OP_NAME = {"\\leqslant": "<=", "\\leq": "<=", "\\le": "<=", "\u2264": "<=", "\\lt": "<",
-            "\\geqslant": ">=", "\\geq": ">=", "\\ge": ">=", "\u2265": ">=", "\\gt": ">"}
-_OP = r"(<=|>=|<|>)"
-_BOUND = r"([^<>=]*[^<>=\s][^<>=]*)"
-_ONE_SIDED = re.compile(rf"^\s*([a-zA-Z])\s*{_OP}\s*{_BOUND}$")
-_ONE_SIDED_REV = re.compile(rf"^{_BOUND}{_OP}\s*([a-zA-Z])\s*$")
-_TWO_SIDED = re.compile(rf"^{_BOUND}{_OP}\s*([a-zA-Z])\s*{_OP}{_BOUND}$")
-_UNION_SEP = re.compile(r"\s*(?:\\text\{\s*or\s*\}|\bor\b|\\cup|\\lor)\s*")
-_MEMBER = re.compile(r"^\s*[a-zA-Z]\s*\\in\s*([(\[].*[)\]])\s*$")
-_REVERSE = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
-
-
-def _interval(var_op: str, bound: str) -> str:
-    b = bound.strip()
-    return {"<": f"(-\\infty, {b})", "<=": f"(-\\infty, {b}]", ">": f"({b}, \\infty)", ">=": f"[{b}, \\infty)"}[var_op]
-
-
-def _one_inequality(s: str) -> tuple[str, str] | None:
-    """(variable, interval) of ``x > 2``, ``2 < x``, ``-1 \\le x < 3``, else None."""
-    s = _OP_CMD.sub(lambda m: _OP_NAME[m.group()], s)
-    m = _TWO_SIDED.match(s)
-    if m:
-        lo, o1, var, o2, hi = (g.strip() for g in m.groups())
-        if o1[0] == o2[0] == "<":
-            return var, ("[" if o1 == "<=" else "(") + f"{lo}, {hi}" + ("]" if o2 == "<=" else ")")
-        return None
-    m = _ONE_SIDED.match(s)
-    if m:
-        return m.group(1), _interval(m.group(2), m.group(3))
-    m = _ONE_SIDED_REV.match(s)
-    if m:  # 2 < x  is  x > 2
-        return m.group(3), _interval(_REVERSE[m.group(2)], m.group(1))
-    return None
-
-
-def inequality_to_interval(s: str) -> str | None:
-    """One-variable inequality (or a union with "or") as interval notation, else None:
-    ``x > 2`` -> ``(2, \\infty)``, ``x < -1 \\text{ or } x \\ge 3`` -> ``(-\\infty, -1) \\cup [3, \\infty)``."""
-    member = _MEMBER.match(s)
-    if member:  # x \in (2, \infty) is the interval itself
-        return member.group(1)
-    pieces = [q for q in _UNION_SEP.split(s) if q.strip()]
-    read = [_one_inequality(q) for q in pieces]
-    if not read or not all(read) or len({r[0] for r in read}) != 1:
-        return None
-    return " \\cup ".join(r[1] for r in read)
 
 
 # -- verdicts on normalised (whitespace-free) answers ---------------------------------------------

@@ -16,6 +16,10 @@ accepted for ``x=3``; ``(1,2)`` and ``[1,2]`` are different intervals; ``x > 2``
 match either way round; ``0.3333333`` matches ``1/3`` (6-digit rounding) but ``0.333`` does not;
 ``50\\%`` matches ``50``, and ``0.5`` too unless ``percent="strict"``; unit words after a number are
 ignored (``5\\text{ cm}`` = ``5``); words compare case-insensitively (``\\text{Tuesday}`` = ``tuesday``).
+An answer over several boxes is one list (``\\boxed{1}, \\boxed{2}`` is ``1, 2``): unordered against a
+set or list gold, ordered against a tuple gold (``(2, 3)``), wrong against a single value; the gold
+is read the same way. ``-x > -1`` is ``x < 1``; ``x = 5+5+1 = 11`` is ``x = 11``; ``1,22`` is ``1.22``
+against a decimal gold and a list otherwise (``1,2`` is never ``12``; ``32, 349`` is no thousands).
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from verl_ext_eval.math.extract import THINK_CLOSE, THINK_OPEN, final_segment, last_boxed
+from verl_ext_eval.math.boxes import last_boxed
+from verl_ext_eval.math.extract import THINK_CLOSE, THINK_OPEN, final_segment
 from verl_ext_eval.report import wilson_interval
 
 

@@ -2,11 +2,14 @@
 
 Two layers. ``rewrite_forms`` turns forms math-verify does not equate into ones it does, keeping the
 LaTeX intact (its output is also what the workers get): ``12,\\!345`` / ``12 345`` -> ``12345``, mixed
-numbers ``3 1/3`` / ``3\\frac{1}{3}`` -> ``10/3``, ``6.02e23`` -> ``6.02\\times10^{23}``, solution lists
-written as equations (``x=2, x=-5``) -> ``2, -5``, one-variable inequalities -> intervals.
+numbers ``3 1/3`` / ``3\\frac{1}{3}`` -> ``10/3``, ``6.02e23`` -> ``6.02\\times10^{23}``, and
+(``verl_ext_eval.math.relations``) solution lists written as equations (``x=2, x=-5``) -> ``2, -5``,
+one-variable inequalities -> intervals (``-x > -1`` too), chains of equalities -> their last side
+(``x = 5+5+1 = 11`` -> ``x = 11``).
 ``normalize_answer`` then applies only normalisations that cannot turn a wrong answer right in
 practice (Hendrycks' ``is_equiv`` and math-verify apply the same): spacing commands, delimiters,
-``\\dfrac``, ``\\text{}`` wrappers and unit words after a number, degrees, ``\\%``, ``\\$``.
+``\\dfrac``, ``\\text{}`` wrappers and unit words after a number, degrees, ``\\%``, ``\\$``. A decimal
+comma (``1,22``, ``0,111``) is read as a decimal point only against a decimal on the other side.
 
 ``fast_verdict`` decides only what is certain (``verl_ext_eval.math.forms`` reads the structures):
 exact equality of numbers (``eval_number``: integers, decimals, fractions, powers, factorials, with
@@ -19,7 +22,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from verl_ext_eval.math import forms
+from verl_ext_eval.math import forms, relations
 
 PERCENT_POLICIES = ("strict", "as_fraction")  # see grading.GradingOptions
 
@@ -35,10 +38,11 @@ _TRAILING_UNIT = re.compile(
     r"^(" + _NUM + r")\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?[23]\}?)?$")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°|\\degree")
 _CURRENCY = re.compile(r"^([-+]?)\s*\$\s*(?=\.?\d)")
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-# 12,\!345 / 12{,}345 / 12\,345 / 12 345 (thin or plain space): groups of exactly three digits
-_SEP_THOUSANDS = re.compile(r"^([-+]?\d{1,3})((?:(?:,\\!|\{,\}|\\,|,\\,|\\ |\s|,)\d{3})+)(\.\d+)?$")
-_SEP = re.compile(r",\\!|\{,\}|,\\,|\\,|\\ |\s|,")
+_THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")  # "0,111" is a decimal comma
+# 12,\!345 / 11,\! 111 (MATH) / 12{,}345 / 12\,345 / 12 345 (thin or plain space): groups of exactly
+# three digits; "32, 349" (comma and space) is a list
+_SEP_THOUSANDS = re.compile(r"^([-+]?[1-9]\d{0,2})((?:(?:,\\!\s?|\{,\}|\\,|,\\,|\\ |\s|,)\d{3})+)(\.\d+)?$")
+_SEP = re.compile(r",\\!\s?|\{,\}|,\\,|\\,|\\ |\s|,")
 _MIXED_FRAC = re.compile(r"^([-+]?)(\d+)\s*\\[dt]?frac\s*\{(\d+)\}\s*\{(\d+)\}$")
 _MIXED_SLASH = re.compile(r"^([-+]?)(\d+)\s+(\d+)\s*/\s*(\d+)$")
 _SCI_E = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+))[eE]([-+]?\d{1,4})$")
@@ -85,13 +89,13 @@ def rewrite_forms(answer: str) -> str:
         s = m.group(1).strip()
     s = s.rstrip(".").strip() if not s.endswith("..") else s
     s = _rewrite_number(s)
-    listed = forms.equation_list(s)
+    listed = relations.equation_list(s)
     if listed is not None:
         return ", ".join(_rewrite_number(v) for v in listed)
-    interval = forms.inequality_to_interval(s)
+    interval = relations.inequality_to_interval(s)
     if interval is not None:
         return interval
-    return s
+    return relations.equation_chain(s) or s
 
 
 def normalize_answer(answer: str) -> str:
@@ -160,10 +164,25 @@ def _number_verdict(g: str, p: str, g_pct: bool, p_pct: bool, percent: str) -> t
 def _strip_variable(g: str, p: str) -> tuple[str, str] | None:
     """``x=3`` vs ``3`` compares ``3`` with ``3`` (math-verify's rule); ``y=3`` vs ``x=3`` is left to
     math-verify (None)."""
-    gm, pm = forms.SINGLE_EQUATION.match(g), forms.SINGLE_EQUATION.match(p)
+    gm, pm = relations.SINGLE_EQUATION.match(g), relations.SINGLE_EQUATION.match(p)
     if gm and pm:
         return (gm.group(2), pm.group(2)) if gm.group(1) == pm.group(1) else None
     return (gm.group(2) if gm else g, pm.group(2) if pm else p)
+
+
+_DECIMAL_COMMA = re.compile(r"^(-?\d+),(\d+)$")
+
+
+def _decimal_comma(s: str, other: str) -> str:
+    """``1,22`` read as ``1.22`` when the other side is a decimal number (European notation:
+    ``1000,99``, ``0,111``); ``1,234`` stays a thousand and ``1,2`` against ``12`` stays a list."""
+    m = _DECIMAL_COMMA.match(s)
+    if not m or "." not in other or as_number(other) is None:
+        return s
+    whole, frac = m.groups()
+    if len(frac) == 3 and len(whole.lstrip("-")) <= 3 and not whole.lstrip("-").startswith("0"):
+        return s
+    return f"{whole}.{frac}"
 
 
 def fast_verdict(gold: str, pred: str, percent: str = "as_fraction") -> tuple[bool, str] | None:
@@ -182,6 +201,7 @@ def fast_verdict(gold: str, pred: str, percent: str = "as_fraction") -> tuple[bo
     if stripped is None:
         return None
     g, p = stripped
+    g, p = _decimal_comma(g, p), _decimal_comma(p, g)
     number = _number_verdict(g, p, g_pct, p_pct, percent)
     if number is not None:
         return number

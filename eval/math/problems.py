@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from verl_ext_eval.math.extract import gold_answer, gsm8k_answer, last_boxed
+from verl_ext_eval.math.boxes import boxed_answer
+from verl_ext_eval.math.extract import gold_answer, gsm8k_answer
 
 FORMATS = ("auto", "math", "gsm8k")
 ID_KEYS = ("id", "unique_id", "problem_id", "idx", "index")
@@ -65,7 +66,7 @@ def problem_from_row(row: dict, fmt: str, index: int, where: str) -> Problem:
             answer = gold_answer(answer)
         else:
             solution = _text(row.get("solution"))
-            answer = last_boxed(solution).strip() if solution and last_boxed(solution) else None
+            answer = boxed_answer(solution) if solution else None
         if not answer:
             raise ProblemDataError(f"{ref}: no 'answer' (or 'expected_answer') and no \\boxed{{}} in 'solution'; "
                                    "add an answer column or drop the row")

@@ -10,6 +10,7 @@ import logging
 import re
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from sympy.core.relational import Equality, Relational, Unequality
 
 # "Timeout is disabled ..." is logged once per process; it is deliberate here
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -37,15 +38,33 @@ def _as_fraction(answer: str) -> str:
     return _PERCENT.sub(r"\\frac{\1}{100}", answer)
 
 
+def _inequality_sets(parsed: list) -> list:
+    """Solution sets of the one-variable inequalities among ``parsed`` (``2x > 4`` -> ``(2, oo)``).
+    Equations are left out: ``x^2 - 3x + 2 = 0`` is not the answer ``\\{1, 2\\}``."""
+    out = []
+    for e in parsed:
+        if isinstance(e, Relational) and not isinstance(e, (Equality, Unequality)) and len(e.free_symbols) == 1:
+            try:
+                out.append(e.as_set())
+            except Exception:  # noqa: BLE001 - SymPy cannot solve it: no set
+                pass
+    return out
+
+
 def verify_strings(gold: str, pred: str, percent: str = "as_fraction") -> bool:
     """math-verify's verdict, gold first (its comparison is asymmetric). math-verify drops a
     percent sign (``50\\%`` = ``50``, the ``strict`` policy); ``as_fraction`` also accepts the side
-    without one equal to the percentage over 100 (``0.5`` for ``50\\%``)."""
+    without one equal to the percentage over 100 (``0.5`` for ``50\\%``). A predicted inequality is
+    also compared as its solution set: the parent rewrites ``x < 1`` golds as intervals, and
+    math-verify compares a set gold with a relation only the other way round."""
     g = parse_answer(gold)
     p = parse_answer(pred)
     if not g or not p:
         return False
     if verify(g, p, timeout_seconds=None):
+        return True
+    sets = _inequality_sets(p)
+    if sets and verify(g, sets, timeout_seconds=None):
         return True
     if percent == "as_fraction" and ("%" in gold) != ("%" in pred):
         g2, p2 = (parse_answer(_as_fraction(gold)), p) if "%" in gold else (g, parse_answer(_as_fraction(pred)))

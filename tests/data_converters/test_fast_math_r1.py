@@ -37,16 +37,27 @@ def test_no_tags_pass_unchanged():
     assert fm.normalize_think("plain solution") == ("plain solution", "no_think_tags")
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("so \\boxed{\\frac{1}{2}} done", "so \\frac{1}{2} done"),
-    ("$\\boxed {x^{2}}$", "$x^{2}$"),
-    ("\\fbox{7} and \\boxed{\\boxed{3}}", "7 and 3"),
-    ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"),
-    ("answer \\boxed{5 and then the trace was cut", "answer 5 and then the trace was cut"),
-    ("\\boxedfoo{1} stays", "\\boxedfoo{1} stays"),
+@pytest.mark.parametrize("final,expected,answer", [
+    ("so \\boxed{\\frac{1}{2}} done", "so \\frac{1}{2} done", "\\frac{1}{2}"),
+    ("$\\boxed {x^{2}}$", "$x^{2}$", "x^{2}"),
+    ("\\fbox{7} and \\boxed{\\boxed{3}}", "7 and 3", "3"),
+    ("\\boxed{\\{1,2\\}}", "\\{1,2\\}", "\\{1,2\\}"),
+    ("\\boxedfoo{1} stays", "\\boxedfoo{1} stays", None),
+    # a trace cut inside its box keeps the unclosed box exactly as written, never cut or rewritten
+    ("answer \\boxed{12", "answer \\boxed{12", None),
+    ("answer \\boxed{12 and then the trace was cut", "answer \\boxed{12 and then the trace was cut", None),
+    ("first \\boxed{12 then \\boxed{5}.", "first \\boxed{12 then 5.", "5"),
+    # several boxes listing one answer: one answer, as the grader reads it
+    ("so $\\boxed{1}$, $\\boxed{2}$ and $\\boxed{3}$.", "so $1$, $2$ and $3$.", "1, 2, 3"),
+    ("width \\boxed{4}. So the area is \\boxed{12}.", "width 4. So the area is 12.", "12"),
 ])
-def test_unwrap_boxes(raw, expected):
-    assert fm.unwrap_boxes(raw) == expected
+def test_unwrap_and_answer(final, expected, answer):
+    for unwrap in (True, False):
+        out = fm.convert_record({"problem": "p", "generation": f"<think>\nx\n</think>\n\n{final}"},
+                                fm.Options(unwrap_boxed=unwrap))
+        assert isinstance(out, Kept)
+        assert out.row["response"] == "<think>\nx\n</think>\n\n\n\n" + (expected if unwrap else final)
+        assert out.row["answer_extracted"] == answer
 
 
 def test_record_conversion_answers_and_messages():

@@ -28,11 +28,16 @@ def test_parse_level(value, level, note):
     ("Thus \\fbox{7}.", "7"),
     ("Hence $\\boxed 5$.", "5"),
     ("Nested \\boxed{\\sqrt{\\frac{a}{b}}} end", "\\sqrt{\\frac{a}{b}}"),
+    # the grader's box logic: boxes listing one answer are one answer; unclosed boxes are no answer
+    ("The roots are $\\boxed{1}$ and $\\boxed{-2}$.", "1, -2"),
+    ("Cut off at \\boxed{12", None),
+    ("Cut off at \\boxed{12 after \\boxed{5}", "5"),
 ])
 def test_answer_is_last_balanced_box(solution, answer):
     out = hm.convert_record({"problem": "p", "solution": solution, "level": "Level 2", "type": "Algebra"},
                             "train", None, "x.json")
     assert out.row["answer"] == answer
+    assert out.row["response"] == out.row["solution"] == solution  # never cut or rewritten
 
 
 def test_folder_layout_end_to_end(tmp_path, read_rows, read_jsonl):

@@ -63,9 +63,15 @@ def test_label_filter_keeps_hard_answered_rows_and_accounts_for_all(tmp_path, wr
     assert kept[0]["messages"] == [{"role": "user", "content": rows[0]["problem"]},
                                    {"role": "assistant", "content": rows[0]["generated_solution"]}]
     assert kept[0]["answer"] == "0" and kept[0]["data_source"] == "openmath"
-    rejects = {r["row"]: r["reason"] for r in read_jsonl(out / "rejects" / "rows-0000000000-0000000009.jsonl")}
-    assert rejects == {5: "pass_rate:n/a", 6: "missing_field:problem_type", 7: "empty_text:problem",
-                       8: "missing_field:generated_solution"}
+    listed = read_jsonl(out / "rejects" / "rows-0000000000-0000000009.jsonl")
+    rejects = {r["row"]: r["reason"] for r in listed}
+    # rows dropped for their problem type (no extracted answer, pass rate n/a) are listed too, though
+    # the summary counts them as filtered; the pass-rate cut itself (row 2) is only counted
+    assert rejects == {3: "problem_type:no_answer_extracted", 4: "problem_type:converted_proof", 5: "pass_rate:n/a",
+                       6: "missing_field:problem_type", 7: "empty_text:problem", 8: "missing_field:generated_solution"}
+    by_row = {r["row"]: r for r in listed}
+    assert "filtered" in by_row[3]["detail"] and by_row[5]["detail"] == ""
+    assert '"problem": "Problem 3: find x."' in by_row[3]["preview"] and "generated_solution" not in by_row[3]["preview"]
 
 
 def _shards(tmp_path, write_parquet, n_files=3, rows_per_file=25):

@@ -62,6 +62,9 @@ H, G = {"from": "human", "value": "h"}, {"from": "gpt", "value": "g"}
     (_with([H, "g"]), "wrong_type:message"),
     (_with([H, {"from": "bot", "value": "g"}]), "unknown_role"),
     (_with([H, {"from": "gpt", "value": 3}]), "wrong_type:content"),
+    (_with([H, {"from": "gpt", "loss": True}]), "missing_field:value"),  # ShareGPT turn without its text
+    (_with([H, {"from": "gpt", "value": None}]), "missing_field:value"),
+    ({"messages": [{"role": "user", "content": "u"}, {"role": "assistant"}]}, "missing_field:content"),
     (_with([H, {"from": "gpt", "value": "  "}]), "empty_text:content"),
     (_with([H, {"from": "gpt", "value": "g", "loss": "yes"}]), "wrong_type:loss"),
     (_with([G, H, G]), "roles_out_of_order"),

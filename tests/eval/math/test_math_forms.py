@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from verl_ext_eval.math.forms import Huge, eval_number, equation_list, inequality_to_interval
+from verl_ext_eval.math.forms import Huge, eval_number
+from verl_ext_eval.math.relations import equation_list, inequality_to_interval
 from verl_ext_eval.math.grading import GradingOptionError, MathGrader
 from verl_ext_eval.math.normalize import fast_verdict, rewrite_forms
 
@@ -28,6 +29,13 @@ SAME = [
     (r"\text{Tuesday}", "Tuesday"), (r"\textbf{Tuesday}", "tuesday"), (r"\text{yes}", "Yes"),
     # huge numbers and arithmetic
     ("1024", "2^{10}"), ("120", "5!"), (r"\frac{3}{4}", "0.75"),
+    # issue 20: MATH's separators with a space, negated variables, chains of equalities, decimal commas
+    ("11111111100", r"11,\! 111,\! 111,\! 100"), ("32349", r"32,\!349"), ("14916", r"14{,}916"),
+    ("x < 1", "-x > -1"), (r"x \le 1", r"-x \geq -1"), ("x > -3", "3 > -x"), (r"x \ge \frac{1}{2}", r"-x \le -\frac{1}{2}"),
+    ("x = 11", "x = 5+5+1 = 11"), ("11", "x = 5 + 6 = 11"), ("z = 2", "z = 3 - 1 = 2"),
+    ("1000.99", "1000,99"), ("1.22", "1,22"), ("0.111", "0,111"),
+    # lists of tuples (answers over several boxes): unordered between tuples, ordered inside
+    ("(2, 2), (6, 2)", "(6,2),(2,2)"), (r"\{(1,2),(3,4)\}", "(3, 4), (1, 2)"),
 ]
 
 # (gold, response): must stay wrong
@@ -43,6 +51,11 @@ DIFFERENT = [
     ("x > 3", r"(2,\infty)"),
     (r"\text{Tuesday}", "Thursday"), (r"\text{Monday}", "Tuesday"), ("Tuesday", "Tuesady"),
     ("5", r"10^{10^{10}}"), ("5", r"(10^{6})!"), ("1024", "2^{11}"), ("B", "C"), ("(B)", "A"),
+    # issue 20 look-alikes
+    ("32349", "32, 349"), ("11111111100", r"11,\! 111,\! 111,\! 000"), ("x < 1", "-x > 1"), ("x < 1", "-x < -1"),
+    (r"x \le 1", "-x > -1"), ("x > 3", "3 > -x"), ("x = 11", "x = 5+5+1 = 12"), ("11", "x = 5 + 6 = 12"),
+    ("1.22", "1,23"), ("122", "1,22"), ("1.222", "1,222"), ("12.1", "1,21"), ("1.5", "1,5,0"),
+    ("(2, 2), (6, 2)", "(2,2),(2,6)"), ("(2, 2), (6, 2)", "(2,2)"), ("(2, 2), (6, 2)", "(2,2),(6,2),(1,1)"),
 ]
 
 
