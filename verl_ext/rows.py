@@ -119,6 +119,8 @@ def normalize_tools(value: Any, ref: RowRef) -> list[dict] | None:
 
 
 def _normalize_tool_calls(value: Any, ref: RowRef, i: int) -> list[dict] | None:
+    """Tool calls in the OpenAI shape, keeping every field the row gives (``id``: Mistral templates
+    refuse calls without one; ``type``: DeepSeek prints it)."""
     value = _maybe_json(value, ref, f"messages[{i}].tool_calls")
     if not value:
         return None
@@ -136,15 +138,27 @@ def _normalize_tool_calls(value: Any, ref: RowRef, i: int) -> list[dict] | None:
         args = fn.get("arguments", {})
         if args is None:
             args = {}
-        calls.append({"type": "function", "function": {"name": fn["name"], "arguments": args}})
+        if "function" in call:  # OpenAI shape: keep the call's and the function's other fields
+            extra = {k: v for k, v in call.items() if k != "function" and v is not None}
+            function = {**fn, "name": fn["name"], "arguments": args}
+        else:  # flat {name, arguments, id}
+            extra = {k: call[k] for k in ("id", "type") if call.get(k) is not None}
+            function = {"name": fn["name"], "arguments": args}
+        calls.append({"type": "function", **extra, "function": function})
     return calls
+
+
+# message fields read and rewritten here; any other field a row gives is passed to the template as is
+_OWN_FIELDS = ("role", "from", "content", "value", "reasoning_content", "tool_calls", "loss")
 
 
 def normalize_messages(value: Any, ref: RowRef) -> list[dict]:
     """Validate one conversation and return clean message dicts.
 
-    Keeps ``role``, ``content`` (str), and where present ``reasoning_content``, ``tool_calls``,
-    ``name``, ``tool_call_id`` and ``loss`` (``False`` = context only, never trained).
+    Keeps ``role``, ``content`` (str; ``None`` kept on an assistant turn with tool calls, as some
+    templates render ``None`` and ``""`` differently), and where present ``reasoning_content``,
+    ``tool_calls`` (with their ``id``), ``loss`` (``False`` = context only, never trained) and every
+    other field the row gives (``name``, ``tool_call_id``, ...), for the template to read.
     """
     value = _maybe_json(value, ref, "messages")
     if value is None:
@@ -163,28 +177,24 @@ def normalize_messages(value: Any, ref: RowRef) -> list[dict]:
                 f"(aliases: {', '.join(sorted(ROLE_ALIASES))})"
             )
         content = msg.get("content", msg.get("value"))
-        if content is None:
-            content = ""
-        if not isinstance(content, str):
+        if content is not None and not isinstance(content, str):
             raise DataError(f"{ref}: messages[{i}].content must be a string, got {type(content).__name__}")
-        clean: dict = {"role": role, "content": content}
+        calls = _normalize_tool_calls(msg.get("tool_calls"), ref, i)
+        if calls and role != "assistant":
+            raise DataError(f"{ref}: messages[{i}] has tool_calls but role {role!r}; only assistant turns call tools")
+        clean: dict = {"role": role, "content": content if content is not None or calls else ""}
+        clean.update((k, v) for k, v in msg.items() if k not in _OWN_FIELDS and v is not None)
         reasoning = msg.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning.strip():
             clean["reasoning_content"] = reasoning
-        calls = _normalize_tool_calls(msg.get("tool_calls"), ref, i)
         if calls:
-            if role != "assistant":
-                raise DataError(f"{ref}: messages[{i}] has tool_calls but role {role!r}; only assistant turns call tools")
             clean["tool_calls"] = calls
-        for key in ("name", "tool_call_id"):
-            if isinstance(msg.get(key), str):
-                clean[key] = msg[key]
         loss = msg.get("loss")
         if loss is not None:
             if not isinstance(loss, (bool, int)):
                 raise DataError(f"{ref}: messages[{i}].loss must be true, false or null")
             clean["loss"] = bool(loss)
-        if role == "assistant" and not content.strip() and not calls and "reasoning_content" not in clean:
+        if role == "assistant" and not content and not calls and "reasoning_content" not in clean:
             raise DataError(f"{ref}: messages[{i}] is an empty assistant turn (no content, reasoning or tool_calls)")
         out.append(clean)
     if not any(m["role"] == "assistant" and m.get("loss", True) for m in out):

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import email.utils
 import logging
+import os
 import random
 import time
 from typing import Any
@@ -83,6 +84,7 @@ class OpenAIServerBackend:
         request_timeout_s: float | None = None,
         top_logprobs: int = 5,
         chat_template_kwargs: dict | None = None,
+        chat_template: str | None = None,
         model_path: str | None = None,
         python: str | None = None,
         launch: dict | None = None,
@@ -94,9 +96,18 @@ class OpenAIServerBackend:
             raise ServerError(f"server backend: need max_concurrency >= 1 and retries >= 0, got "
                               f"{max_concurrency} and {retries}")
         self.server: ManagedServer | None = None
+        self._template_file = _template_file(chat_template, model_path)
         if model_path is not None:
-            self.server = ManagedServer(LaunchSpec(model_path=str(model_path), python=str(python or ""),
-                                                   **(launch or {})))
+            launch = dict(launch or {})
+            if self._template_file is not None:
+                launch["extra_args"] = (*launch.get("extra_args", ()), "--chat-template", self._template_file)
+            try:
+                self.server = ManagedServer(LaunchSpec(model_path=str(model_path), python=str(python or ""),
+                                                       **launch))
+            except BaseException:
+                if self._template_file is not None:
+                    os.unlink(self._template_file)
+                raise
             base_url = self.server.base_url
         self.base_url = str(base_url).rstrip("/")
         if self.base_url.endswith("/v1"):
@@ -242,6 +253,29 @@ class OpenAIServerBackend:
         if self.server is not None:
             await asyncio.to_thread(self.server.close)
             self.server = None
+        if self._template_file is not None:
+            os.unlink(self._template_file)
+            self._template_file = None
+
+
+def _template_file(chat_template: str | None, model_path: str | None) -> str | None:
+    """A ``.jinja`` file with ``chat_template``'s text (inline Jinja or a file, as training's
+    ``model.custom_chat_template``) for the SGLang server this backend launches (``--chat-template``;
+    SGLang strips the file's leading and trailing newlines). A running server keeps its own."""
+    if chat_template is None:
+        return None
+    if model_path is None:
+        raise ServerError("server backend: chat_template applies to a server it launches (model_path); the server "
+                          "at base_url renders with its own template: start it with --chat-template FILE")
+    import tempfile
+
+    from verl_ext.chat_template import resolve_chat_template
+
+    text = resolve_chat_template(chat_template, "backend chat_template")
+    fd, path = tempfile.mkstemp(prefix="verl-ext-chat-template-", suffix=".jinja")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
 
 
 async def _smoke(backend: OpenAIServerBackend) -> list[Generation]:

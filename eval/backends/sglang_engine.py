@@ -17,6 +17,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from verl_ext.chat_template import apply_chat_template_override
+from verl_ext.data.prompt_format import prompt_ids
 from verl_ext_eval.backends.base import Generation, SamplingParams, build_generation, request_fields
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class SGLangEngineBackend:
         self,
         model_path: str | Path,
         chat_template_kwargs: dict | None = None,
+        chat_template: str | None = None,
         top_logprobs: int = 5,
         engine_kwargs: dict | None = None,
     ):
@@ -73,7 +76,8 @@ class SGLangEngineBackend:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self.tokenizer = tokenizer
+        # inline Jinja or a .jinja file (as training's model.custom_chat_template); chat() renders here
+        self.tokenizer = apply_chat_template_override(tokenizer, chat_template, "backend chat_template")
 
     def _sampling_params(self, params: SamplingParams) -> dict:
         return request_fields(params, max_tokens_key="max_new_tokens", seed_key="sampling_seed")
@@ -102,7 +106,8 @@ class SGLangEngineBackend:
         return await self._generate(params, input_ids=ids)
 
     async def complete(self, prompt: str, params: SamplingParams) -> Generation:
-        return await self._generate(params, prompt=prompt)
+        # tokenized as data.prompt_format=plain trains the prompt
+        return await self._generate(params, input_ids=prompt_ids(self.tokenizer, prompt))
 
     async def close(self) -> None:
         engine, self.engine = getattr(self, "engine", None), None

@@ -19,6 +19,9 @@ class BackendConfig:
     name: str = "hf"  # hf | server | sglang (verl_ext_eval.backends)
     model_path: Optional[str] = None
     base_url: Optional[str] = None  # server backend: an already running OpenAI-compatible server
+    # replaces the model's chat template: inline Jinja or a .jinja file, as training's model.custom_chat_template
+    # (hf, sglang; server: passed to the SGLang it launches with --chat-template)
+    chat_template: Optional[str] = None
     options: dict = field(default_factory=dict)  # other backend settings: +backend.options.max_batch_size=4
 
 
@@ -37,7 +40,7 @@ class PromptConfig:
     template: Optional[str] = None  # inline, str.format style: {problem}, literal braces doubled
     from_config: Optional[str] = None  # training YAML with prompt_template / data.prompt_template
     system: Optional[str] = None
-    mode: str = "chat"  # chat (chat template) | complete (raw text)
+    mode: str = "chat"  # chat (chat template) | complete (raw text: what data.prompt_format=plain trains)
     enable_thinking: Optional[bool] = None  # passed to the chat template (Qwen3) when set
 
 

@@ -1,14 +1,17 @@
 """Prompt templates for math eval: the template used at training time, or an inline one.
 
-Rendering matches training (``verl_ext.data.datasets``: ``template.format(prompt=...)``), so literal
-braces are written doubled (``\\boxed{{}}``); ``{problem}`` and ``{question}`` are accepted as
-aliases of ``{prompt}``.
+Rendering is training's (``verl_ext.data.prompt_format.format_prompt``), so literal braces are
+written doubled (``\\boxed{{}}``); ``{problem}`` and ``{question}`` are aliases of ``{prompt}``.
+``prompt.mode=complete`` sends the rendered text raw, tokenized as ``data.prompt_format=plain``
+trains it; its default template is the MATH seed's (``MATH_PLAIN_TEMPLATE``).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from verl_ext.data.prompt_format import MATH_PLAIN_TEMPLATE, format_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +31,13 @@ class PromptSpec:
     template: str
     system: str | None = None
     origin: str = "default"  # where the template came from (reported in the summary)
+    trained_format: str | None = None  # data.prompt_format of the training config (from_config), if set
 
 
 def render_prompt(template: str, problem: str) -> str:
-    """The user prompt for ``problem``."""
+    """The user prompt (chat) or the raw prompt (complete) for ``problem``: training's renderer."""
     try:
-        return template.format(prompt=problem, problem=problem, question=problem)
+        return format_prompt(template, problem)
     except (KeyError, IndexError, ValueError) as e:
         raise PromptError(
             f"prompt template {template!r} cannot be rendered ({type(e).__name__}: {e}); use {{problem}} "
@@ -92,20 +96,30 @@ def template_from_config(path: str | Path) -> PromptSpec:
             system = value
             break
     check_template(template)
-    return PromptSpec(template, system, origin)
+    found, trained_format = _select(cfg, "data.prompt_format")
+    return PromptSpec(template, system, origin, trained_format if found and trained_format else None)
 
 
-def resolve_prompt(template: str | None, from_config: str | None, system: str | None) -> PromptSpec:
+def resolve_prompt(template: str | None, from_config: str | None, system: str | None,
+                   mode: str = "chat") -> PromptSpec:
     """``prompt.*`` settings to one spec: ``from_config`` and ``template`` exclude each other; an
-    explicit ``system`` wins over the config file's."""
+    explicit ``system`` wins over the config file's. The default template: ``DEFAULT_TEMPLATE``
+    (chat), the MATH seed's plain format (complete). A training config's ``data.prompt_format``
+    must match ``mode`` (plain is evaluated with complete, chat with chat)."""
     if template and from_config:
         raise PromptError("give prompt.template or prompt.from_config, not both")
     if from_config:
         spec = template_from_config(from_config)
-        return PromptSpec(spec.template, system or spec.system, spec.origin)
+        wanted = {"plain": "complete", "chat": "chat"}.get(str(spec.trained_format))
+        if wanted and wanted != mode:
+            raise PromptError(f"{from_config} trains data.prompt_format={spec.trained_format}: evaluate it with "
+                              f"prompt.mode={wanted} (what is trained is what is evaluated)")
+        return PromptSpec(spec.template, system or spec.system, spec.origin, spec.trained_format)
     if template:
         check_template(template)
         return PromptSpec(template, system, "inline")
+    if mode == "complete":
+        return PromptSpec(MATH_PLAIN_TEMPLATE, system, "default (plain: the MATH seed's format)")
     return PromptSpec(DEFAULT_TEMPLATE, system, "default")
 
 

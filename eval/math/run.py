@@ -70,7 +70,7 @@ def pass_ks(cfg: MathEvalConfig) -> list[int]:
 def _fingerprint(cfg: MathEvalConfig, spec: PromptSpec) -> dict:
     """What must not change between a run and its resume (limit, n_samples, concurrency may)."""
     return {"data": asdict(cfg.data), "backend": {"name": cfg.backend.name, "model_path": cfg.backend.model_path,
-            "base_url": cfg.backend.base_url}, "sampling": asdict(cfg.sampling),
+            "base_url": cfg.backend.base_url, "chat_template": cfg.backend.chat_template}, "sampling": asdict(cfg.sampling),
             "prompt": {"template": spec.template, "system": spec.system, "mode": cfg.prompt.mode,
                        "enable_thinking": cfg.prompt.enable_thinking}}
 
@@ -107,6 +107,8 @@ def make_backend_from_config(cfg: MathEvalConfig) -> Backend:
         kwargs["path" if "path" in params and "model_path" not in params else "model_path"] = b.model_path
     if b.base_url is not None:
         kwargs["base_url"] = b.base_url
+    if b.chat_template is not None:
+        kwargs["chat_template"] = b.chat_template
     if cfg.prompt.enable_thinking is not None and "chat_template_kwargs" in params:
         kwargs.setdefault("chat_template_kwargs", {})["enable_thinking"] = cfg.prompt.enable_thinking
     return make_backend(b.name, **kwargs)
@@ -231,7 +233,7 @@ def run_eval(cfg: MathEvalConfig, backend: Backend | None = None, progress: bool
     if cfg.prompt.mode not in ("chat", "complete"):
         raise RunConfigError(f"prompt.mode={cfg.prompt.mode!r}: choose chat or complete")
     ks = pass_ks(cfg)
-    spec = resolve_prompt(cfg.prompt.template, cfg.prompt.from_config, cfg.prompt.system)
+    spec = resolve_prompt(cfg.prompt.template, cfg.prompt.from_config, cfg.prompt.system, cfg.prompt.mode)
     problems = load_problems(cfg.data.path, cfg.data.format)
     if cfg.limit is not None:
         problems = problems[: max(0, cfg.limit)]

@@ -49,6 +49,9 @@ class BackendConfig:
     name: str = "hf"  # hf | server | sglang | expert (plays the expert: a smoke test)
     model_path: Optional[str] = None  # model folder (hf, sglang; server launches SGLang on it)
     base_url: Optional[str] = None  # a running OpenAI-compatible server (server)
+    # replaces the model's chat template: inline Jinja or a .jinja file, as training's model.custom_chat_template
+    # (hf, sglang; server: passed to the SGLang it launches with --chat-template)
+    chat_template: Optional[str] = None
     options: dict[str, Any] = field(default_factory=dict)  # more backend settings: +backend.options.max_batch_size=16
 
 
@@ -124,6 +127,8 @@ def make_run_backend(cfg: BackendConfig, fmt: str) -> Backend:
         settings["model_path" if "model_path" in params else "path"] = cfg.model_path
     if cfg.base_url:
         settings["base_url"] = cfg.base_url
+    if cfg.chat_template is not None:
+        settings["chat_template"] = cfg.chat_template
     return make_backend(cfg.name, **settings)
 
 

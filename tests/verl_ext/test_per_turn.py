@@ -129,3 +129,41 @@ def test_per_turn_with_reasoning_in_history_is_a_config_error(tmp_path, data, qw
 
     with pytest.raises(DataError, match="reasoning_in_history=true contradicts"):
         ChatSFTDataset(data, qwen3_tokenizer, cfg(tmp_path, reasoning_in_history=True))
+
+
+@pytest.mark.parametrize("name", ["qwen3", "smollm3", "harmony"])
+def test_per_turn_on_reasoning_templates(qwen3_tokenizer, name):
+    """Reasoning kept inline (SmolLM3), in reasoning_content and dropped from history (Qwen3), on an
+    analysis channel closed by <|return|> only on the final turn (harmony): each sample is the
+    inference prompt at its turn + the turn, trained from the prompt's end to the turn's closing."""
+    from tests.verl_ext.chat_families import FAMILIES, conversations, family_tokenizer, trained_text
+    from verl_ext.rows import RowRef
+
+    tok = family_tokenizer(qwen3_tokenizer, FAMILIES[name])
+    _, messages, _, _ = next(c for c in conversations(FAMILIES[name]) if c[0] == "reasoning")
+    encoder = ChatSFTDataset.row_encoder(tok, {"max_length": 4096, "multiturn_mode": "per_turn"})
+    samples = encoder.encode_row({"messages": messages}, RowRef("r.jsonl", 0))
+    assert [s.turn for s in samples] == [2, 4, 6]
+    for sample, reasoning in zip(samples, ["12*3 = 36.", "36/4 = 9.", "9*9 = 81."]):
+        prompt = tok.apply_chat_template(messages[: sample.turn], add_generation_prompt=True, tokenize=False)
+        full = tok.apply_chat_template(messages[: sample.turn + 1], tokenize=False)
+        assert full.startswith(prompt)
+        ids, mask = sample.input_ids.tolist(), sample.loss_mask.tolist()
+        assert ids == tok(full, add_special_tokens=False)["input_ids"]
+        n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        assert ids[:n_prompt] == tok(prompt, add_special_tokens=False)["input_ids"] and not any(mask[:n_prompt])
+        assert trained_text(tok, ids, mask) == [full[len(prompt):].rstrip("\n")]
+        assert reasoning in full[len(prompt):], "the trained turn keeps its own reasoning"
+
+
+def test_per_turn_refuses_a_template_whose_turn_lacks_what_its_prompt_injects(qwen3_tokenizer):
+    """DeepSeek-R1: inference prompts with <｜Assistant｜><think>\\n, the template renders the turn without
+    its reasoning: no sample can start with the inference prompt; named row and turn."""
+    from tests.verl_ext.chat_families import FAMILIES, conversations, family_tokenizer
+    from verl_ext.rows import DataError, RowRef
+
+    tok = family_tokenizer(qwen3_tokenizer, FAMILIES["deepseek_r1"])
+    _, messages, _, _ = next(c for c in conversations(FAMILIES["deepseek_r1"]) if c[0] == "reasoning")
+    encoder = ChatSFTDataset.row_encoder(tok, {"max_length": 4096, "multiturn_mode": "per_turn"})
+    with pytest.raises(DataError, match=r"r.jsonl, row 0, turn 2: the template renders this turn's context differently"):
+        encoder.encode_row({"messages": messages}, RowRef("r.jsonl", 0))

@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.distributed as dist
 
+from verl_ext.data.datasets import DataOptions
+from verl_ext.data.prompt_format import prompt_ids
 from verl_ext.io import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ class GenEvalConfig:
     data_path: str | None = None  # Parquet/JSONL of problems with answers; None = the bundled set
     num_samples: int = 16  # fixed subset: the first N problems
     max_new_tokens: int = 256
-    prompt_template: str | None = None  # None = data.prompt_template, else the Qwen boxed suffix
+    prompt_template: str | None = None  # None = data.prompt_template, else the Qwen boxed suffix (chat) / raw (plain)
+    prompt_format: str = DataOptions.prompt_format  # data.prompt_format: chat | plain (raw prompt, no template)
     system_prompt: str | None = None  # None = data.system_prompt
     enable_thinking: bool | None = None
     batch_size: int = 8  # hf backend: prompts per generate call
@@ -61,6 +64,7 @@ class GenEvalConfig:
         data = config.get("data") or {}
         values.setdefault("prompt_template", data.get("prompt_template"))
         values.setdefault("system_prompt", data.get("system_prompt"))
+        values.setdefault("prompt_format", data.get("prompt_format"))
         for key in ("tasks", "server_args", "textcraft_goals"):
             if key in values:
                 values[key] = (values[key],) if isinstance(values[key], str) else tuple(values[key])
@@ -83,6 +87,9 @@ def check(config) -> list[str]:
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown or not cfg.tasks:
         problems.append(f"gen_eval.tasks={list(cfg.tasks)}: choose from {', '.join(TASKS)}")
+    if cfg.prompt_format == "plain" and "textcraft" in cfg.tasks:
+        problems.append("gen_eval.tasks=[textcraft] plays chat episodes; data.prompt_format=plain trains no chat "
+                        "template: evaluate math only, or set model.custom_chat_template")
     if cfg.backend == "hf" and "textcraft" in cfg.tasks:
         problems.append("gen_eval.tasks=[textcraft] needs gen_eval.backend=server (episodes run through an SGLang "
                         "server; the hf backend generates with the FSDP-wrapped model, math only)")
@@ -100,11 +107,14 @@ def check(config) -> list[str]:
 
 
 def build_prompts(cfg: GenEvalConfig, tokenizer) -> tuple[list[str], list]:
-    """Chat-templated prompts (with generation prompt) and the problems they come from."""
+    """Chat-templated prompts (with generation prompt), or the raw prompts of the plain format, and
+    the problems they come from."""
     from verl_ext_eval.math.problems import load_problems
-    from verl_ext_eval.math.prompts import DEFAULT_TEMPLATE, render_prompt
+    from verl_ext_eval.math.prompts import DEFAULT_TEMPLATE, RAW_TEMPLATE, render_prompt
 
     problems = load_problems(cfg.data_path)[: cfg.num_samples]
+    if cfg.prompt_format == "plain":  # as training rendered them: data.prompt_template, else the raw problem
+        return [render_prompt(cfg.prompt_template or RAW_TEMPLATE, p.problem) for p in problems], problems
     template = cfg.prompt_template or DEFAULT_TEMPLATE
     kwargs = {} if cfg.enable_thinking is None else {"enable_thinking": cfg.enable_thinking}
     prompts = []
@@ -125,13 +135,19 @@ def generate_shard(module, tokenizer, prompts: list[str], cfg: GenEvalConfig, de
     n_batches = -(-((len(prompts) + world - 1) // world) // cfg.batch_size)
     pad_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     eos = [t for t in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} if isinstance(t, int) and t >= 0]
+    if cfg.prompt_format == "plain":  # the prompt ids training saw (BOS as the tokenizer adds it)
+        def encode(text):
+            return prompt_ids(tokenizer, text)
+    else:  # the chat template's text holds its own special tokens
+        def encode(text):
+            return tokenizer(text, add_special_tokens=False)["input_ids"]
     outputs: list[tuple[str, int]] = []
     try:
         for b in range(n_batches):
             idx = mine[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             real = bool(idx)
             idx = idx or [0]  # a rank with no work left still steps, in lockstep with the others
-            batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = tokenizer.pad({"input_ids": [encode(prompts[i]) for i in idx]}, padding=True, return_tensors="pt")
             out = module.generate(
                 **{k: v.to(device) for k, v in batch.items()},
                 max_new_tokens=cfg.max_new_tokens,

@@ -6,7 +6,8 @@ Arrow IPC file plus ``meta.json`` (stats, inputs), read memory-mapped (``verl_ex
 
 - **Fingerprint**: everything that changes the tokens (each input file's path, size and mtime, or
   its content hash with ``data.cache_hash=content``; the tokenizer's vocabulary, special tokens and
-  chat template; every encoding option of ``DataOptions``; ``max_samples``; the dataset class; the
+  chat template, which is ``model.custom_chat_template`` when set (every loader applies it:
+  ``verl_ext.chat_template``); every encoding option of ``DataOptions``; ``max_samples``; the dataset class; the
   encoder version). Batch sizes, lr, epochs, ``pad_mode`` reuse it.
 - **Once per run, safely**: the builder holds ``<fingerprint>.lock`` (``flock``; also across nodes
   on a shared filesystem), writes into ``<fingerprint>.tmp-<pid>`` and renames it when complete.
@@ -45,7 +46,7 @@ from verl_ext.data.token_store import TokenStore
 logger = logging.getLogger(__name__)
 
 # Bump when verl_ext.data.masks / datasets change the tokens they produce for the same input.
-ENCODER_VERSION = "2026.12.1"
+ENCODER_VERSION = "2026.12.2"  # issue 19: masks from the render itself (no header, injected text, trailing EOS)
 META_FILE = "meta.json"
 MODES = ("off", "auto", "rebuild")
 CHUNK_ROWS = 64  # rows per task sent to a worker

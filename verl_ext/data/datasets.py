@@ -10,7 +10,8 @@ of what it did.
   with an assistant-only loss mask (see ``verl_ext.data.masks``); ``data.multiturn_mode=per_turn`` makes
   one sample per trained assistant turn.
 - ``PromptResponseDataset``: column rows (``prompt``/``response``, e.g. ``problem``/``solution``),
-  turned into a two-message conversation and encoded the same way, so the EOS is trained.
+  turned into a two-message conversation and encoded the same way, so the EOS is trained; or, with
+  ``data.prompt_format=plain`` (base models), raw prompt + response + EOS without a template.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from verl_ext.chat_template import chat_template_problem
 from verl_ext.data.masks import ChatEncoder, Encoded, TemplateAlignmentError
+from verl_ext.data.prompt_format import PROMPT_FORMATS, PlainEncoder, format_prompt
 from verl_ext.rows import DataError, RowRef, is_trained, iter_files, normalize_bool, normalize_messages, normalize_tools, read_rows
 from verl_ext.data.token_store import Sample
 
@@ -54,6 +57,9 @@ class DataOptions:
     response_key: str = "response"
     system_prompt: str | None = None
     prompt_template: str | None = None  # e.g. "{prompt}\n\nPut your final answer within \\boxed{{}}."
+    # chat: prompt/response through the chat template | plain: raw prompt + response + EOS, no
+    # template (base models; verl_ext.data.prompt_format)
+    prompt_format: str = "chat"
     # single: one sample per conversation (one render); per_turn: one sample per trained assistant
     # turn, its context rendered as inference sees it at that turn (see README "Multi-turn modes")
     multiturn_mode: str = "single"
@@ -79,6 +85,11 @@ class DataOptions:
         if opts.multiturn_mode == "per_turn" and opts.reasoning_in_history:
             raise DataError("data.multiturn_mode=per_turn renders each turn's history as inference does; "
                             "data.reasoning_in_history=true contradicts it: set one of them")
+        if opts.prompt_format not in PROMPT_FORMATS:
+            raise DataError(f"data.prompt_format={opts.prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
+        if opts.prompt_format == "plain" and opts.system_prompt:
+            raise DataError("data.system_prompt has no place in data.prompt_format=plain (no chat template): "
+                            "put the text in data.prompt_template instead")
         if opts.pad_mode not in ("no_padding", "right"):
             raise DataError(f"data.pad_mode={opts.pad_mode!r}; choose no_padding (recommended) or right")
         return opts
@@ -87,6 +98,8 @@ class DataOptions:
 class _EncodedDataset(Dataset):
     """Shared machinery: rows -> conversations -> encoded samples (through the tokenized cache,
     ``verl_ext.data.cache``), served from a memory-mapped ``TokenStore``."""
+
+    PLAIN = False  # data.prompt_format=plain (no chat template) applies to this class
 
     def __init__(self, parquet_files, tokenizer, config=None, processor=None, max_samples: int = -1):
         from verl_ext.data import cache
@@ -101,11 +114,20 @@ class _EncodedDataset(Dataset):
     def _setup(self, tokenizer, config) -> None:
         self.opts = DataOptions.from_config(config)
         self.tokenizer = tokenizer
-        self.encoder = ChatEncoder(
-            tokenizer,
-            template_kwargs=dict(self.opts.apply_chat_template_kwargs or {}),
-            reasoning_in_history=self.opts.reasoning_in_history,
-        )
+        if self.opts.prompt_format == "plain":
+            if not self.PLAIN:
+                raise DataError("data.prompt_format=plain trains column rows (data.dataset=prompt_response); "
+                                f"{type(self).__name__} renders conversations with the chat template")
+            self.encoder = PlainEncoder(tokenizer)
+        else:
+            problem = chat_template_problem(tokenizer, f"{type(self).__name__} renders every row with it")
+            if problem:
+                raise DataError(problem)
+            self.encoder = ChatEncoder(
+                tokenizer,
+                template_kwargs=dict(self.opts.apply_chat_template_kwargs or {}),
+                reasoning_in_history=self.opts.reasoning_in_history,
+            )
         self.stats = new_stats()
 
     @classmethod
@@ -238,7 +260,10 @@ class ChatSFTDataset(_EncodedDataset):
 
 
 class PromptResponseDataset(_EncodedDataset):
-    """Column rows; the prompt goes through ``prompt_template`` and the chat template."""
+    """Column rows; the prompt goes through ``prompt_template``, then the chat template
+    (``prompt_format=chat``) or none (``plain``: ``verl_ext.data.prompt_format``)."""
+
+    PLAIN = True
 
     def to_conversation(self, row, ref):
         o = self.opts
@@ -255,7 +280,12 @@ class PromptResponseDataset(_EncodedDataset):
             texts.append(value)
         prompt, response = texts
         if o.prompt_template:
-            prompt = o.prompt_template.format(prompt=prompt, **{k: v for k, v in row.items() if k != "prompt"})
+            try:
+                prompt = format_prompt(o.prompt_template, prompt, row)
+            except (KeyError, IndexError, ValueError) as e:
+                raise DataError(f"{ref}: data.prompt_template={o.prompt_template!r} cannot be rendered "
+                                f"({type(e).__name__}: {e}); use {{prompt}} or a column name, double literal "
+                                "braces") from None
         messages = ([{"role": "system", "content": o.system_prompt}] if o.system_prompt else []) + [
             {"role": "user", "content": prompt},
             {"role": "assistant", "content": response},

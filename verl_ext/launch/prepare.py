@@ -39,8 +39,8 @@ def make_parser() -> argparse.ArgumentParser:
 def prepare(overrides: list[str], use_ray: bool = False, address: str | None = None) -> dict:
     """Build (or find) the caches of the train and val files; returns {split: {path, stats, seconds}}."""
     from omegaconf import open_dict
-    from transformers import AutoTokenizer
 
+    from verl_ext.chat_template import inline_custom_chat_template, load_tokenizer
     from verl_ext.data import cache
     from verl_ext.seam.devices import apply_device_defaults
     from verl_ext.launch.preflight import compose
@@ -58,7 +58,8 @@ def prepare(overrides: list[str], use_ray: bool = False, address: str | None = N
     if not hasattr(cls, "row_encoder"):
         raise DataError("the tokenized cache serves verl-ext's datasets (data.dataset=chat|prompt_response); "
                         f"this config uses {getattr(cls, '__name__', None) or 'verl MultiTurnSFTDataset'}")
-    tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(str(config.model.get("tokenizer_path") or config.model.path)))
+    inline_custom_chat_template(config)
+    tokenizer = load_tokenizer(config.model)  # as the trainer builds it: the cache fingerprint must match
     if use_ray and str(config.data.get("cache") or "auto") == "off":
         with open_dict(config):
             config.data.cache = "auto"
@@ -81,11 +82,12 @@ def prepare(overrides: list[str], use_ray: bool = False, address: str | None = N
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    from verl_ext.chat_template import ChatTemplateError
     from verl_ext.rows import DataError
 
     try:
         result = prepare(args.overrides, use_ray=args.ray, address=args.address)
-    except DataError as e:
+    except (DataError, ChatTemplateError) as e:
         print(f"verl-ext prepare: {e}", file=sys.stderr)
         return 2
     if args.json:

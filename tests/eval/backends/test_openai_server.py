@@ -181,3 +181,36 @@ def test_no_models_listed_and_bad_settings():
             run(_call(make_backend("server", base_url=fake.url), "complete", "x", SamplingParams()))
     with pytest.raises(ServerError, match="exactly one of base_url"):
         make_backend("server")
+
+
+def test_custom_chat_template_goes_to_the_launched_server(monkeypatch, tmp_path):
+    """A launched SGLang gets --chat-template FILE with the template's text; a running one cannot be told."""
+    import os
+
+    from verl_ext_eval.backends import openai_server
+
+    launched = []
+
+    class FakeServer:
+        base_url = "http://127.0.0.1:1"
+
+        def __init__(self, spec):
+            launched.append(spec)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(openai_server, "ManagedServer", FakeServer)
+    template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    source = tmp_path / "r1.jinja"
+    source.write_text(template)
+    backend = make_backend("server", model_path=str(tmp_path), chat_template=str(source),
+                           launch={"extra_args": ("--mem-fraction-static", "0.3")})
+    cmd = launched[0].command(30000)
+    flag = cmd.index("--chat-template")
+    assert "--mem-fraction-static" in cmd
+    assert open(cmd[flag + 1], encoding="utf-8").read() == template and cmd[flag + 1].endswith(".jinja")
+    run(backend.close())
+    assert not os.path.exists(cmd[flag + 1])
+    with pytest.raises(ServerError, match="start it with --chat-template FILE"):
+        make_backend("server", base_url="http://127.0.0.1:1", chat_template=template)

@@ -184,6 +184,47 @@ def test_prompt_from_training_config_and_inline(tmp_path):
     assert messages[1]["content"].startswith("What is 0+1?\n\nPut your final answer")
 
 
+def test_complete_mode_sends_what_the_plain_format_trains(tmp_path, qwen3_tokenizer):
+    """prompt.mode=complete: the raw prompt, rendered and tokenized exactly as data.prompt_format=plain
+    trains it (the dataset's prompt ids are the prefix the evaluator sends)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from omegaconf import OmegaConf
+
+    from verl_ext.data.datasets import PromptResponseDataset
+    from verl_ext.data.prompt_format import MATH_PLAIN_TEMPLATE, prompt_ids
+
+    spec = resolve_prompt(None, None, None, "complete")
+    assert spec.template == MATH_PLAIN_TEMPLATE
+    problem = "What is 0+1?"
+    data = tmp_path / "one.jsonl"
+    data.write_text(json.dumps({"problem": problem, "answer": "1"}) + "\n")
+    backend = FakeBackend({"What": "1"})
+    run_eval(_cfg(tmp_path, f"data.path={data}", "prompt.mode=complete"), backend=backend)
+    sent = backend.calls[0][0][0]["content"]
+    assert sent == "Solve this math problem:\n\nWhat is 0+1?\n\nAnswer:"
+    train = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist([{"problem": problem, "solution": " 1"}]), train)
+    ds = PromptResponseDataset(str(train), qwen3_tokenizer, OmegaConf.create(
+        {"prompt_key": "problem", "response_key": "solution", "prompt_format": "plain",
+         "prompt_template": MATH_PLAIN_TEMPLATE, "cache": "off"}))
+    ids, mask = ds[0]["input_ids"].tolist(), ds[0]["loss_mask"].tolist()
+    assert ids[: mask.index(1)] == prompt_ids(qwen3_tokenizer, sent)
+
+
+def test_training_config_format_must_match_the_mode(tmp_path):
+    plain_yaml = tmp_path / "plain.yaml"
+    plain_yaml.write_text("data:\n  prompt_format: plain\n  prompt_template: null\n")
+    with pytest.raises(PromptError, match="data.prompt_format=plain: evaluate it with prompt.mode=complete"):
+        resolve_prompt(None, str(plain_yaml), None, "chat")
+    spec = resolve_prompt(None, str(plain_yaml), None, "complete")
+    assert render_prompt(spec.template, "raw") == "raw"  # null template: training used the raw problem
+    chat_yaml = tmp_path / "chat.yaml"
+    chat_yaml.write_text("data:\n  prompt_format: chat\n  prompt_template: '{prompt}'\n")
+    with pytest.raises(PromptError, match="evaluate it with prompt.mode=chat"):
+        resolve_prompt(None, str(chat_yaml), None, "complete")
+
+
 def test_overrides_are_strict():
     with pytest.raises(DuplicateOverrideError):
         build_config(MathEvalConfig, ["limit=2", "limit=3"])
