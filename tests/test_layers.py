@@ -21,7 +21,7 @@ ORDER = ("core", "eval", "converters", "apps")
 # folder -> (layer, import name of that folder)
 FOLDERS = {"verl_ext/apps": ("apps", "verl_ext.apps"), "verl_ext": ("core", "verl_ext"),
            "eval": ("eval", "verl_ext_eval"), "data_converters": ("converters", "data_converters")}
-APPS = {"cli", "demo", "gen_eval", "gen_eval_server"}  # the verl-ext command, the CPU demo, generation eval during training
+APPS = {"cli", "demo", "demo_budget", "gen_eval", "gen_eval_server"}  # the verl-ext command, the CPU demo (+ its sizing), generation eval during training
 _DOTTED = re.compile(r"^(verl_ext|verl_ext_eval|data_converters|eval)(\.[A-Za-z_]\w*)+$")
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verl_ext.chat_template import apply_chat_template_override
+from verl_ext.data.prompt_format import prompt_ids
 from verl_ext_eval.backends.base import Generation, SamplingParams, truncate_at_stop
 from verl_ext_eval.backends.prefix_cache import BatchLayout, Match, PrefixCache, batch_cache, batch_layout, row_states
 
@@ -45,19 +47,6 @@ class _Request:
         self.batch_key = (self.params.stop, self.params.logprobs)
 
 
-def _cpu_has_native_bf16() -> bool:
-    import torch
-
-    cpu = torch.cpu
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        try:
-            if getattr(cpu, probe)():
-                return True
-        except Exception:  # private probes: absent on some builds
-            continue
-    return False
-
-
 def _resolve_dtype(dtype: str, device: str):
     import torch
 
@@ -67,12 +56,21 @@ def _resolve_dtype(dtype: str, device: str):
         # kind), else float32. Pass dtype=float32 for bit-stable greedy output across batch sizes.
         if device != "cpu":
             return "auto"
-        return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
+        from verl_ext.seam.precision import compute_dtype
+
+        return compute_dtype("cpu")
     try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}[dtype]
+        chosen = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                  "float16": torch.float16, "fp16": torch.float16}[dtype]
     except KeyError:
         raise HFBackendError(f"hf backend: unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+    if device == "cpu" and chosen == torch.bfloat16:
+        from verl_ext.seam.precision import cpu_bf16, slowdown_words
+
+        if not cpu_bf16().native:
+            logger.warning("hf backend: dtype=%s on a CPU without native bf16 (%s): %s; dtype=auto picks float32",
+                           dtype, cpu_bf16().why, slowdown_words())
+    return chosen
 
 
 class _EntropyRecorder:
@@ -143,6 +141,7 @@ class HFBackend:
         max_batch_size: int = 8,
         batch_window_s: float = 0.02,
         chat_template_kwargs: dict | None = None,
+        chat_template: str | None = None,
         attn_implementation: str = "sdpa",
         prefix_reuse: bool = True,
         prefix_cache_tokens: int = 65536,
@@ -160,6 +159,8 @@ class HFBackend:
         self.max_batch_size, self.batch_window_s = max_batch_size, batch_window_s
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), **extra)
+        # inline Jinja or a .jinja file, as training's model.custom_chat_template
+        apply_chat_template_override(self.tokenizer, chat_template, "backend chat_template")
         self.model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=_resolve_dtype(dtype, device), attn_implementation=attn_implementation, **extra
         ).to(device)
@@ -222,7 +223,8 @@ class HFBackend:
     def chat_ids(self, messages: list[dict]) -> list[int]:
         """Token ids of ``messages`` rendered by the tokenizer's chat template + generation prompt."""
         if not self.tokenizer.chat_template:
-            raise HFBackendError(f"hf backend: {self.path} has no chat template; use complete() instead")
+            raise HFBackendError(f"hf backend: {self.path} has no chat template; give one (backend.chat_template=FILE) "
+                                 "or prompt raw text (math: prompt.mode=complete, as data.prompt_format=plain trains)")
         text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
         )
@@ -232,7 +234,8 @@ class HFBackend:
         return await self._submit(self.chat_ids(messages), params)
 
     async def complete(self, prompt: str, params: SamplingParams) -> Generation:
-        return await self._submit(self.tokenizer(prompt)["input_ids"], params)
+        """Raw text, tokenized exactly as data.prompt_format=plain trains the prompt (BOS as the tokenizer adds it)."""
+        return await self._submit(prompt_ids(self.tokenizer, prompt), params)
 
     async def _submit(self, ids: list[int], params: SamplingParams) -> Generation:
         if params.max_new_tokens < 1:

@@ -60,6 +60,14 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) != 0
 
 
+def cpu_server_dtype() -> str:
+    """SGLang's ``--dtype`` on CPU: ``auto`` (the checkpoint's, bf16 for most) where the CPU multiplies
+    bf16 natively, else ``float32`` (bf16 there runs through torch's scalar fallback)."""
+    from verl_ext.seam.precision import cpu_bf16
+
+    return "auto" if cpu_bf16().native else "float32"
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     """How to start ``python -m sglang.launch_server``. ``device="cpu"`` adds the flags SGLang needs
@@ -89,6 +97,8 @@ class LaunchSpec:
             cmd += ["--device", "cpu", "--attention-backend", "torch_native"]
             if self.max_total_tokens:
                 cmd += ["--max-total-tokens", str(self.max_total_tokens)]
+            if "--dtype" not in self.extra_args:
+                cmd += ["--dtype", cpu_server_dtype()]
         elif self.max_total_tokens and self.max_total_tokens != LaunchSpec.max_total_tokens:
             cmd += ["--max-total-tokens", str(self.max_total_tokens)]
         return cmd + list(self.extra_args)

@@ -48,8 +48,8 @@ def _env(log_file: Path) -> dict:
     return {**os.environ, "VERL_FILE_LOGGER_PATH": str(log_file), "PYTHONUNBUFFERED": "1"}
 
 
-def train(args: list[str], log_file: Path, timeout: int = 400) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "verl_ext.launch.train", *args], env=_env(log_file),
+def train(args: list[str], log_file: Path, timeout: int = 400, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "verl_ext.launch.train", *args], env={**_env(log_file), **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc

@@ -102,3 +102,29 @@ def test_plan_matches_a_real_run_and_stages_are_logged(tmp_path, tiny_model_dir)
                   "model load + FSDP wrap + optimizer", "dataloader", "first step"):
         assert f"[verl-ext] stage {stage} done in" in out, stage
     assert "preflight: ok" in out and "steps per epoch   2" in out
+    # what the first forward computed in is what this machine's decision says (bf16 only with native bf16)
+    from verl_ext.seam.precision import compute_dtype
+
+    assert f"output {compute_dtype('cpu')}" in _forward_dtypes(out)
+
+
+def _forward_dtypes(out: str) -> str:
+    lines = [line for line in out.splitlines() if "[verl-ext] forward dtypes (first step" in line]
+    assert len(lines) == 1, out[-3000:]  # said once, by rank 0
+    return lines[0]
+
+
+@pytest.mark.parametrize("cpu_bf16, weight, output", [("none", "torch.float32", "torch.float32"),
+                                                      ("native", "torch.bfloat16", "torch.bfloat16")])
+def test_forward_computes_in_the_dtype_chosen_for_the_cpu(tmp_path, tiny_model_dir, cpu_bf16, weight, output):
+    """2 steps with the CPU's bf16 support forced each way: the plan, the stage log and the forward
+    (FSDP2's mixed-precision cast, recorded by a hook on the first Linear) agree."""
+    data = write_rows(tmp_path / "train.parquet", 8)
+    log = tmp_path / "log.jsonl"
+    proc = train(base_args(tiny_model_dir, data, tmp_path / "ckpt", 2, "trainer.save_freq=-1"), log,
+                 env={"VERL_EXT_CPU_BF16": cpu_bf16})
+    out = proc.stdout + proc.stderr
+    compute = "fp32" if cpu_bf16 == "none" else "bf16"
+    assert f"precision         {compute} (" in out and f"[verl-ext] compute dtype {compute}:" in out
+    assert f"weight {weight}, input {output}, output {output}" in _forward_dtypes(out)
+    assert sorted(losses(log)) == [1, 2]

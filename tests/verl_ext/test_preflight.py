@@ -105,3 +105,34 @@ def test_checkpoint_dir_not_writable_and_disk_short(tiny_model_dir, data, tmp_pa
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 1000))
     errs = errors_of(base(tiny_model_dir, data, "trainer.save_freq=1"))
     assert any("checkpoints need about" in e and "trainer.max_ckpt_to_keep" in e for e in errs)
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory, tiny_model_dir):
+    """The tiny model as a base model ships: no chat template."""
+    d = tmp_path_factory.mktemp("base-model")
+    for f in tiny_model_dir.iterdir():
+        if f.name != "chat_template.jinja":
+            (d / f.name).symlink_to(f)
+    return d
+
+
+def test_no_chat_template_is_one_error_naming_both_ways_out(base_model, data):
+    errs = errors_of(base(base_model, data, f"data.val_files={data / 'chat.parquet'}"))
+    mine = [e for e in errs if "has no chat template" in e]
+    assert len(mine) == 1, errs  # once, not per file or row
+    assert "model.custom_chat_template=" in mine[0] and "data.dataset=prompt_response data.prompt_format=plain" in mine[0]
+
+
+def test_base_model_trains_plain_or_with_a_custom_template(base_model, data, tmp_path):
+    plain = check(base(base_model, data, f"data.train_files={data / 'cols.parquet'}", "data.dataset=prompt_response",
+                       "data.prompt_key=problem", "data.response_key=solution", "data.prompt_format=plain"))
+    assert plain.ok, plain.errors
+    template = tmp_path / "chatml.jinja"
+    template.write_text("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    custom = check(base(base_model, data, f"model.custom_chat_template={template}"))
+    assert custom.ok, custom.errors
+    assert custom.config.model.custom_chat_template == template.read_text()  # as the trainer hands it to verl
+    errs = errors_of(base(base_model, data, "model.custom_chat_template=/nope/r1.jinja"))
+    assert any("model.custom_chat_template='/nope/r1.jinja': no such file" in e for e in errs), errs

@@ -7,9 +7,9 @@ An application on top of all three packages (core, ``verl_ext_eval``, ``data_con
   verl-ext prepare [--ray] overrides...   build the tokenized cache ahead of time (same overrides as train)
   verl-ext convert NAME args...      data converters (fast_math_r1, openmath, math, textcraft, publish)
   verl-ext eval    textcraft|math overrides...   evaluation runners
-  verl-ext export  CKPT [--out DIR]  FSDP checkpoint -> HF folder (LoRA merged)
+  verl-ext export  CKPT [--out DIR] [--chat-template FILE]  FSDP checkpoint -> HF folder (LoRA merged)
   verl-ext submit  args...           submit a job to a Ray cluster
-  verl-ext demo    [--small]         the CPU demo: data, eval before, SFT, eval after
+  verl-ext demo    [--minutes N] [--sglang] [--small]   the CPU demo sized to N minutes (15): data, eval, SFT, eval
 """
 from __future__ import annotations
 

@@ -49,6 +49,11 @@ def export_weights(trainer, folder: Path) -> None:
     dtype = getattr(hf_config, "torch_dtype", None) or getattr(hf_config, "dtype", None)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
+    if trainer.config.trainer.device == "cpu":
+        from verl_ext.seam.precision import compute_dtype
+
+        if compute_dtype("cpu") == torch.float32:  # the server computes in fp32 here: keep the master weights
+            dtype = torch.float32
     if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     tmp = io.temp_beside(folder, folder=True)
@@ -144,6 +149,10 @@ def run(trainer, cfg) -> dict:
         session = getattr(trainer, "_gen_eval_session", None)
         if session is None:
             session = trainer._gen_eval_session = ServerSession(cfg, root)
+            if cfg.base_url and trainer.config.model.get("custom_chat_template"):
+                logger.warning("[verl-ext] gen-eval: %s keeps the chat template it was started with; the run's "
+                               "model.custom_chat_template reaches a server verl-ext launches (it serves the weights "
+                               "folder, template included). Start yours with --chat-template FILE", cfg.base_url)
         export_s = time.monotonic() - t0
         url = session.load(folder)
         step_dir = root / f"step_{trainer.global_step_seen}"
@@ -167,13 +176,15 @@ def _ci(metrics: dict, key: str, interval) -> None:
 def run_math(cfg, url: str, out: Path, samples: list) -> dict:
     from verl_ext_eval.backends import make_backend
     from verl_ext_eval.math.config import BackendConfig, DataConfig, MathEvalConfig, PromptConfig, SamplingConfig
-    from verl_ext_eval.math.prompts import DEFAULT_TEMPLATE
+    from verl_ext_eval.math.prompts import DEFAULT_TEMPLATE, RAW_TEMPLATE
     from verl_ext_eval.math.run import run_eval
 
+    plain = cfg.prompt_format == "plain"  # raw prompts, as training rendered them (no chat template)
     mcfg = MathEvalConfig(
         data=DataConfig(path=cfg.data_path), backend=BackendConfig(name="server", base_url=url),
         sampling=SamplingConfig(max_new_tokens=cfg.max_new_tokens),
-        prompt=PromptConfig(template=cfg.prompt_template or DEFAULT_TEMPLATE, system=cfg.system_prompt,
+        prompt=PromptConfig(template=cfg.prompt_template or (RAW_TEMPLATE if plain else DEFAULT_TEMPLATE),
+                            system=cfg.system_prompt, mode="complete" if plain else "chat",
                             enable_thinking=cfg.enable_thinking),
         limit=cfg.num_samples, concurrency=cfg.concurrency, out_dir=str(out),
     )

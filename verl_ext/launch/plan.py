@@ -36,6 +36,7 @@ class Plan:
     checkpoints_kept: int
     checkpoint_bytes: int | None  # one checkpoint
     exact: bool = False  # rows = samples counted in the tokenized cache
+    precision: str | None = None  # compute dtype and why (verl_ext.seam.precision)
 
     @property
     def checkpoint_bytes_on_disk(self) -> int | None:
@@ -57,6 +58,7 @@ class Plan:
                 f"  tokens per step   {tokens}",
                 f"  checkpoints       {len(self.checkpoint_steps)} at steps {ck or '-'}; {self.checkpoints_kept} kept{size}",
             ]
+            + ([f"  precision         {self.precision}"] if self.precision else [])
         )
 
 
@@ -114,9 +116,9 @@ def _sampler_len(rows: int, dp: int) -> int:
 
 
 def make_plan(config: DictConfig, nproc: int, lengths: list[tuple[int, int]], params: int | None,
-              samples: int | None = None) -> Plan:
+              samples: int | None = None, precision: str | None = None) -> Plan:
     """``samples``: the exact train sample count from the tokenized cache (after drops and per_turn
-    expansion); without it, rows of the train files."""
+    expansion); without it, rows of the train files. ``precision``: the compute dtype line."""
     sp = int(config.engine.get("ulysses_sequence_parallel_size", 1))
     dp = max(1, nproc // sp)
     gbs = int(config.data.train_batch_size)
@@ -163,6 +165,7 @@ def make_plan(config: DictConfig, nproc: int, lengths: list[tuple[int, int]], pa
         checkpoint_steps=tuple(ck),
         checkpoints_kept=kept,
         checkpoint_bytes=_checkpoint_bytes(config, params),
+        precision=precision,
     )
 
 

@@ -31,6 +31,7 @@ class PreflightError(RuntimeError):
 @dataclass
 class Report:
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the run works but is likely not what you want
     notes: list[str] = field(default_factory=list)
     plan: object | None = None
     config: DictConfig | None = None
@@ -42,6 +43,7 @@ class Report:
     def render(self) -> str:
         lines = [f"preflight: {len(self.errors)} problem(s)" if self.errors else "preflight: ok"]
         lines += [f"  ERROR {e}" for e in self.errors]
+        lines += [f"  WARN  {w}" for w in self.warnings]
         lines += [f"  note  {n}" for n in self.notes]
         if self.plan is not None:
             lines.append(self.plan.render())
@@ -70,11 +72,15 @@ def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> 
     from verl_ext.seam.devices import apply_device_defaults
     from verl_ext.training.trainer import resolve_dataset
 
-    report.notes += apply_device_defaults(config)
+    device = apply_device_defaults(config)
+    report.notes += device.notes
+    report.warnings += device.warnings
+    precision = f"{device.precision.compute} ({device.precision.why})" if device.precision else None
     try:
         resolve_dataset(config)
     except ValueError as e:
         report.errors.append(str(e))
+    report.errors += _inline_chat_template(config)
     report.config = config
     nproc = nproc or int(config.trainer.n_gpus_per_node) * int(config.trainer.nnodes)
     _check_plugin(report)
@@ -87,7 +93,7 @@ def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> 
 
     if not report.errors or lengths:
         report.plan = make_plan(config, nproc, lengths, count_params(os.path.expanduser(str(config.model.path))),
-                                samples=samples)
+                                samples=samples, precision=precision)
         _check_disk(config, report)
     return report
 
@@ -179,6 +185,11 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[l
             tokenizer = _tokenizer(config, report)
             if tokenizer is None:
                 return lengths, samples
+            try:  # the encoding options and the chat template (or the plain format's EOS), once for all files
+                cls.row_encoder(tokenizer, config.data)
+            except DataError as e:
+                report.errors.append(str(e))
+                return lengths, samples
         try:
             found = _from_cache(cls, files, tokenizer, config, max_samples, key, report)
             if found is None:
@@ -244,12 +255,28 @@ def _check_lengths(config: DictConfig, report: Report, lengths: list[tuple[int, 
         report.notes.append(f"{share}; they will be truncated ({config.data.truncation}) or dropped if no target is left")
 
 
+def _inline_chat_template(config: DictConfig) -> list[str]:
+    """``model.custom_chat_template`` as text (a ``.jinja`` path read), as the trainer's ``prepare`` does."""
+    from omegaconf import open_dict
+
+    from verl_ext.chat_template import ChatTemplateError, inline_custom_chat_template
+
+    try:
+        inline_custom_chat_template(config)
+    except ChatTemplateError as e:
+        with open_dict(config):  # reported once; the other checks use the model's own template
+            config.model.custom_chat_template = None
+        return [str(e)]
+    return []
+
+
 def _tokenizer(config: DictConfig, report: Report):
-    from transformers import AutoTokenizer
+    """The tokenizer as the trainer builds it (verl's loader + ``model.custom_chat_template``)."""
+    from verl_ext.chat_template import load_tokenizer
 
     path = config.model.get("tokenizer_path") or config.model.path
     try:
-        return AutoTokenizer.from_pretrained(os.path.expanduser(str(path)))
+        return load_tokenizer(config.model)
     except Exception as e:
         report.errors.append(f"cannot load the tokenizer from {path} ({type(e).__name__}); data rows cannot be checked")
         return None

@@ -21,7 +21,8 @@ class StageLog:
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
 
-    def _say(self, msg: str) -> None:
+    def say(self, msg: str) -> None:
+        """One line in the stage log (rank 0 only)."""
         if self.rank == 0:
             self._emit(msg)
 
@@ -46,14 +47,14 @@ class StageLog:
     def stage(self, name: str):
         t0 = time.monotonic()
         self._current = (name, t0)
-        self._say(f"[verl-ext] stage {name} ...")
+        self.say(f"[verl-ext] stage {name} ...")
         try:
             yield
         finally:
             dt = time.monotonic() - t0
             self.records.append((name, dt))
             self._current = None
-            self._say(f"[verl-ext] stage {name} done in {dt:.1f}s")
+            self.say(f"[verl-ext] stage {name} done in {dt:.1f}s")
 
     def close(self) -> None:
         self._stop.set()

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import dataclass, field
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +50,30 @@ def on_cpu() -> bool:
     return not accelerator_present()
 
 
-def apply_device_defaults(config: DictConfig) -> list[str]:
-    """Make the composed config runnable on this machine; return one line per change made."""
-    lines: list[str] = []
+@dataclass
+class DeviceReport:
+    """What ``apply_device_defaults`` changed (``notes``), what the user asked for that will be slow
+    here (``warnings``), and the training precision it settled on."""
+
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    precision: object | None = None  # verl_ext.seam.precision.TrainingPrecision
+
+    def lines(self) -> list[str]:
+        return [f"WARNING: {w}" for w in self.warnings] + self.notes
+
+
+def apply_device_defaults(config: DictConfig) -> DeviceReport:
+    """Make the composed config runnable (and fast) on this machine; say what changed and why."""
+    from verl_ext.seam.precision import training_precision
+
+    report = DeviceReport()
+    lines = report.notes
     model, engine, trainer = config.model, config.engine, config.trainer
+    cpu = on_cpu()
     with open_dict(config):
         attn = model.override_config.get("attn_implementation", "flash_attention_2")
-        if on_cpu():
+        if cpu:
             changed = []
             if trainer.device != "cpu":
                 trainer.device = "cpu"
@@ -67,6 +85,15 @@ def apply_device_defaults(config: DictConfig) -> list[str]:
                 "no accelerator found: verl-ext CPU platform (gloo process groups, fsdp2, sdpa attention, "
                 f"trainer.device=cpu){'; set ' + ', '.join(changed) if changed else ''}"
             )
+        mp = engine.get("mixed_precision")
+        mp = OmegaConf.to_container(mp) if isinstance(mp, DictConfig) else mp
+        precision = training_precision(mp, engine.get("model_dtype"), on_cpu=cpu)
+        if precision.mixed_precision is not None:
+            engine.mixed_precision = precision.mixed_precision
+        report.precision = precision
+        lines.append(precision.note)
+        if precision.warning:
+            report.warnings.append(precision.warning)
         if attn == "flash_attention_2":
             ok, why = flash_attn_usable()
             if not ok:
@@ -77,7 +104,7 @@ def apply_device_defaults(config: DictConfig) -> list[str]:
             if not ok:
                 model.use_liger = False
                 lines.append(f"model.use_liger=True but {why}: using the plain HF forward")
-        if model.get("use_fused_kernels") and on_cpu():
+        if model.get("use_fused_kernels") and cpu:
             model.use_fused_kernels = False
             lines.append("model.use_fused_kernels=True needs Triton on a GPU: using the plain HF forward")
-    return lines
+    return report

@@ -76,6 +76,10 @@ def _trainer_class(base=None):
         def _build_config(self):
             with self.stages.stage("tokenizer + model config"):
                 super()._build_config()
+            mc = self.model_config
+            if mc.custom_chat_template is not None and mc.processor is not None:
+                # verl sets it on the processor only when there is one; our datasets render with the tokenizer
+                mc.tokenizer.chat_template = mc.custom_chat_template
 
         def _build_dataset(self):
             with self.stages.stage("dataset (read, validate, tokenize)"):
@@ -93,6 +97,7 @@ def _trainer_class(base=None):
             with self.stages.stage("model load + FSDP wrap + optimizer"):
                 super()._init_engine()
             self._wrap_train_batch()
+            self.forward_dtypes = watch_forward_dtypes(self.engine.module, self.stages.say)
 
         def _build_ckpt_handler(self):
             with self.stages.stage("checkpoint handler + resume"):
@@ -126,9 +131,32 @@ def _trainer_class(base=None):
     return VerlExtSFTTrainer
 
 
+def watch_forward_dtypes(module, say) -> dict:
+    """Record, once, what the first training forward really computes in: the dtypes of the first
+    ``nn.Linear``'s weight, input and output as FSDP's mixed precision and autocast leave them (the
+    config says what was asked for; this says what ran). Filled in and said on that forward."""
+    import torch
+
+    seen: dict = {}
+    name, linear = next(((n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)), (None, None))
+    if linear is None:
+        return seen
+
+    def hook(mod, inputs, output):
+        handle.remove()
+        seen.update(layer=name, weight=str(mod.weight.dtype), input=str(inputs[0].dtype), output=str(output.dtype))
+        say(f"[verl-ext] forward dtypes (first step, {name}): weight {seen['weight']}, input {seen['input']}, "
+            f"output {seen['output']}")
+
+    handle = linear.register_forward_hook(hook)
+    return seen
+
+
 def prepare(config: DictConfig, rank: int = 0) -> StageLog:
-    """What every launcher does before building the trainer: device fallbacks, dataset class, file
-    logger path, stage log (started). ``verl_ext.training.trainer_ray`` runs the same steps in its driver."""
+    """What every launcher does before building the trainer: device fallbacks, dataset class, custom
+    chat template (as text), file logger path, stage log (started). ``verl_ext.training.trainer_ray``
+    runs the same steps in its driver."""
+    from verl_ext.chat_template import inline_custom_chat_template
     from verl_ext.seam import plugin  # noqa: F401  (registers the CPU platform even if entry points are off)
     from verl_ext.seam.devices import apply_device_defaults
 
@@ -137,10 +165,11 @@ def prepare(config: DictConfig, rank: int = 0) -> StageLog:
     if rank == 0:
         logger.warning("[verl-ext] stage imports done in %.1fs", time.monotonic() - _T0)
     stages.start_watchdog()
-    for line in apply_device_defaults(config):
+    for line in apply_device_defaults(config).lines():
         if rank == 0:
             logger.warning("[verl-ext] %s", line)
     resolve_dataset(config)
+    inline_custom_chat_template(config)  # a .jinja path -> its text: verl (and every Ray worker) takes inline Jinja
     if "file" in list(config.trainer.logger) and not os.environ.get("VERL_FILE_LOGGER_PATH"):
         # verl's default is ./<project>/<experiment>.jsonl in the working directory; keep it with the run
         os.environ["VERL_FILE_LOGGER_PATH"] = os.path.join(os.path.expanduser(str(config.trainer.default_local_dir)), "metrics.jsonl")

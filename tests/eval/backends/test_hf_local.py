@@ -66,6 +66,29 @@ def test_chat_template_kwargs_reach_the_template(tiny):
     assert text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")  # enable_thinking=False
 
 
+def test_complete_prompt_tokens_are_the_plain_training_prompt(tiny):
+    from verl_ext.data.prompt_format import prompt_ids
+
+    text = "Solve this math problem:\n\n1+1?\n\nAnswer:"
+    g = run(tiny.complete(text, SamplingParams(max_new_tokens=2)))
+    assert g.meta["prompt_tokens"] == len(prompt_ids(tiny.tokenizer, text))
+
+
+@pytest.mark.parametrize("how", ["inline", "file"])
+def test_custom_chat_template_replaces_the_models(tiny_model_dir, tmp_path, how):
+    template = ("{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                "{% if add_generation_prompt %}### assistant:{% endif %}")
+    value = template
+    if how == "file":
+        value = str(tmp_path / "t.jinja")
+        (tmp_path / "t.jinja").write_text(template)
+    backend = make_backend("hf", path=str(tiny_model_dir), dtype="float32", chat_template=value)
+    try:
+        assert backend.tokenizer.decode(backend.chat_ids(_chat("hi"))) == "### user: hi\n### assistant:"
+    finally:
+        run(backend.close())
+
+
 def test_max_new_tokens_per_request_in_one_batch(tiny):
     async def go():
         return await asyncio.gather(*[tiny.complete("Hello there", SamplingParams(max_new_tokens=n)) for n in (3, 9)])

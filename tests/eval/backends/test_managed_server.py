@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from verl_ext_eval.backends.managed_server import LaunchSpec, ManagedServer, ServerLaunchError, port_is_free
+from verl_ext_eval.backends.managed_server import LaunchSpec, ManagedServer, ServerLaunchError, cpu_server_dtype, port_is_free
 
 FAKE = textwrap.dedent('''
     import argparse, json, os, signal, subprocess, sys, time
@@ -20,6 +20,7 @@ FAKE = textwrap.dedent('''
     p = argparse.ArgumentParser()
     p.add_argument("--model-path"); p.add_argument("--host"); p.add_argument("--port", type=int)
     p.add_argument("--device"); p.add_argument("--attention-backend"); p.add_argument("--max-total-tokens")
+    p.add_argument("--dtype")
     a = p.parse_args()
     mode = os.environ.get("FAKE_MODE", "ok")
     print("fake sglang", " ".join(sys.argv[1:]), "offline=" + os.environ.get("HF_HUB_OFFLINE", ""), flush=True)
@@ -97,6 +98,7 @@ def test_healthy_then_clean_shutdown(fake_sglang):
         assert httpx.get(f"{server.base_url}/health").status_code == 200
         log = server.log_path.read_text()
         assert "--device cpu --attention-backend torch_native --max-total-tokens 8192" in log
+        assert f"--dtype {cpu_server_dtype()}" in log  # fp32 where the CPU has no native bf16
         assert "--host 127.0.0.1" in log and "offline=1" in log
         child = fake_sglang.child_pid()
         assert _alive(child)
