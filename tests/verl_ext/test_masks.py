@@ -5,6 +5,8 @@ import pytest
 from verl_ext.data.masks import ChatEncoder
 from verl_ext.rows import RowRef, normalize_messages
 
+from tests.verl_ext.chat_families import trained_text
+
 END = "<|im_end|>"
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 WEATHER_TOOL = {
@@ -19,16 +21,7 @@ WEATHER_TOOL = {
 
 def trained_runs(tok, enc):
     """Decoded runs of consecutive trained tokens."""
-    runs, cur = [], []
-    for t, m in zip(enc.input_ids.tolist(), enc.loss_mask.tolist()):
-        if m:
-            cur.append(t)
-        elif cur:
-            runs.append(tok.decode(cur))
-            cur = []
-    if cur:
-        runs.append(tok.decode(cur))
-    return runs
+    return trained_text(tok, enc.input_ids.tolist(), enc.loss_mask.tolist())
 
 
 def encode(tok, messages, tools=None, thinking=None, **kw):

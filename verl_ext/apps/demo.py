@@ -117,11 +117,10 @@ def train_data(out: Path, tc_dir: Path, size: Size) -> Path:
     return train
 
 
-def probe_prompts(tc_dir: Path, n: int) -> tuple[list[list[dict]], int]:
-    """Real first TextCraft prompts (system + first observation) and their mean length in tokens."""
+def probe_prompts(tc_dir: Path, n: int) -> list[list[dict]]:
+    """Real first TextCraft prompts: system + first observation (~``TC_PROMPT_TOKENS`` tokens each)."""
     rows = pq.read_table(tc_dir / "train.parquet", columns=["messages"]).to_pylist()[:n]
-    convs = [[m for m in r["messages"][:2]] for r in rows]
-    return convs, budget.TC_PROMPT_TOKENS
+    return [r["messages"][:2] for r in rows]
 
 
 def measure(model: Path, tc_dir: Path, out: Path, backend: str) -> tuple[budget.Speed, object]:
@@ -138,7 +137,7 @@ def measure(model: Path, tc_dir: Path, out: Path, backend: str) -> tuple[budget.
     print(f"    compute dtype {dtype_name(dtype)} ({cpu_bf16().why}); start-up {startup:.1f}s", flush=True)
     train = budget.probe_training(model, dtype, max(1, budget.cores() // budget.PROCS))
     print(f"    training: {train:.0f} tok/s per process", flush=True)
-    convs, plen = probe_prompts(tc_dir, 20)
+    convs, plen = probe_prompts(tc_dir, 20), budget.TC_PROMPT_TOKENS
     speeds, server = [], None
     if backend in ("auto", "hf"):
         hf = HFBackend(model, max_batch_size=16)
