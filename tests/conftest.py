@@ -8,6 +8,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
+def pytest_collection_modifyitems(config, items):
+    """The ``serial`` tests (trainings of 2 processes, Ray clusters) become one xdist group, collected
+    first: one worker runs them in turn from the start while the other takes every other test (the
+    long single-process ``slow`` ones last). Two trainings never run at once. ``serial(last=True)``
+    (the SmolLM2 runs that also start evaluations and servers) go to the end of the serial chain, when
+    the other worker is done and they have both cores. Without xdist (-n 0) the same order, in one process."""
+    def is_serial(item):
+        return item.get_closest_marker("serial") is not None
+
+    serial = sorted((item for item in items if is_serial(item)),
+                    key=lambda item: bool(item.get_closest_marker("serial").kwargs.get("last")))
+    for item in serial:
+        item.add_marker(pytest.mark.xdist_group("serial"))
+    slow = [item for item in items if item.get_closest_marker("slow") and not is_serial(item)]
+    fast = [item for item in items if not item.get_closest_marker("slow") and not is_serial(item)]
+    items[:] = serial + fast + slow
+
+
 @pytest.fixture(scope="session")
 def qwen3_tokenizer():
     from verl_ext.assets import load_qwen3_tokenizer

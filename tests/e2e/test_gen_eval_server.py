@@ -11,6 +11,7 @@ from verl_ext_eval.backends.managed_server import default_sglang_python
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.serial(last=True),
     pytest.mark.sglang,
     # CI builds the venv in .ci/run: there a missing one fails instead of skipping
     pytest.mark.skipif(not default_sglang_python().exists() and not os.environ.get("CI"),
@@ -28,7 +29,7 @@ def test_server_gen_eval_logs_math_and_textcraft_and_follows_the_weights(tmp_pat
     model = convert_smollm2()
     before = set(_sglang_servers())
     data = write_rows(tmp_path / "train.parquet", 16)
-    val = write_rows(tmp_path / "val.parquet", 4)
+    val = write_rows(tmp_path / "val.parquet", 8)  # one whole validation batch: val/loss is real
     ckpt = tmp_path / "ckpt"
     log = tmp_path / "log.jsonl"
     train(base_args(model, data, ckpt, 4, f"data.val_files={val}", "trainer.test_freq=2", "trainer.save_freq=-1",

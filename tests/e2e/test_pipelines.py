@@ -1,5 +1,6 @@
 """Whole paths: raw data -> converter -> verl-ext SFT; expert trajectories -> SFT -> evaluation."""
 import json
+import math
 import subprocess
 import sys
 
@@ -7,8 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.e2e.helpers import base_args, losses, train
+from verl_ext.launch.preflight import check
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def _ok(cmd):
@@ -26,7 +28,7 @@ def test_raw_fast_math_jsonl_to_sft(tmp_path, tiny_model_dir):
     rows.append({"problem": "broken", "generation": "", "answer": "1"})  # an empty trace: rejected, not lost
     raw.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "converted"
-    _ok(["-m", "data_converters.fast_math_r1", str(raw), "--out", str(out), "--split-validation", "--val-ratio", "0.2",
+    _ok(["-m", "data_converters.fast_math_r1", str(raw), "--out", str(out), "--split-validation", "--val-ratio", "0.34",
          "--max-tokens", "2000", "--no-progress"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows_in"] == 25 and summary["kept"] == 24
@@ -34,11 +36,22 @@ def test_raw_fast_math_jsonl_to_sft(tmp_path, tiny_model_dir):
     train_file = out / "train.parquet"
     first = pq.read_table(train_file).to_pylist()[0]
     assert "<think>" in first["response"] and "</think>\n\n\n\nThe sum is" in first["response"]
-    for dataset, extra in (("prompt_response", ["data.prompt_key=prompt", "data.response_key=response"]), ("chat", [])):
-        log = tmp_path / f"{dataset}.jsonl"
-        train(base_args(tiny_model_dir, train_file, tmp_path / f"ck_{dataset}", 2, f"data.dataset={dataset}",
-                        f"data.val_files={out / 'validation.parquet'}", "trainer.test_freq=2", *extra), log)
-        assert sorted(losses(log)) == [1, 2]
+    val = f"data.val_files={out / 'validation.parquet'}"
+    log = tmp_path / "log.jsonl"
+    train(base_args(tiny_model_dir, train_file, tmp_path / "ckpt", 2, "data.dataset=prompt_response",
+                    "data.prompt_key=prompt", "data.response_key=response", val, "trainer.test_freq=2"), log)
+    assert sorted(losses(log)) == [1, 2]
+    assert _val_losses(log) and all(v is not None and math.isfinite(v) for v in _val_losses(log).values()), \
+        _val_losses(log)  # 8 validation rows = one whole batch: a real val/loss, not NaN
+    # the same files as chat rows (their messages column): preflight reads and encodes every row here
+    report = check(base_args(tiny_model_dir, train_file, tmp_path / "ck_chat", 2, "data.dataset=chat", val,
+                             "trainer.test_freq=2"))
+    assert report.ok and report.plan.steps_per_epoch >= 1, report.render()
+
+
+def _val_losses(log) -> dict:
+    return {r["step"]: r["data"]["val/loss"] for r in map(json.loads, log.read_text().splitlines())
+            if "val/loss" in r["data"]}
 
 
 def test_textcraft_expert_data_sft_then_eval(tmp_path, tiny_model_dir):

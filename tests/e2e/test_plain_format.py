@@ -9,7 +9,7 @@ import pytest
 from tests.e2e.helpers import FP32, base_args, losses, train
 from verl_ext.data.prompt_format import MATH_PLAIN_TEMPLATE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")

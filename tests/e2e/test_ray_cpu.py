@@ -9,7 +9,7 @@ import pytest
 from tests.e2e.helpers import FP32, base_args, kill_tree, losses, train, train_until_checkpoint, write_rows
 from verl_ext.launch.preflight import check
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,9 @@ def test_preflight_names_missing_resources(cluster_address, tmp_path, tiny_model
     assert any("only 0 node(s) fit 2 worker(s)" in e for e in packed.errors), packed.errors
 
 
-def test_two_nodes_match_torchrun_and_resume_after_driver_kill(cluster_address, tmp_path, tiny_model_dir):
-    data = write_rows(tmp_path / "train.parquet", 16)
-    train(base_args(tiny_model_dir, data, tmp_path / "ref", 4, FP32, "trainer.save_freq=-1"), tmp_path / "ref.jsonl")
-    ref = losses(tmp_path / "ref.jsonl")
+def test_two_nodes_match_torchrun_and_resume_after_driver_kill(cluster_address, plain_run, tmp_path, tiny_model_dir):
+    """The reference is the session's 2-process torchrun run on the same rows (``plain_run``)."""
+    data, ref = plain_run["data"], plain_run["losses"]
 
     ckpt = tmp_path / "ckpt"
     args = ray_args(tiny_model_dir, data, ckpt, cluster_address, "trainer.save_freq=2")

@@ -1,21 +1,13 @@
 """Real verl trainings on CPU through verl-ext (torchrun, 2 processes, the tiny Qwen3)."""
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.e2e.helpers import FP32, base_args, losses, train, train_until_checkpoint, write_rows
+from tests.e2e.helpers import FP32, base_args, losses, train, write_rows
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def plain_run(tmp_path_factory, tiny_model_dir):
-    """6 steps, fp32, on a repeated 8-row batch; checkpoint at the end. The reference for the others."""
-    d = tmp_path_factory.mktemp("plain")
-    data = write_rows(d / "train.parquet", 16)
-    log = d / "log.jsonl"
-    train(base_args(tiny_model_dir, data, d / "ckpt", 6, FP32, "trainer.save_freq=6"), log)
-    return {"dir": d, "data": data, "losses": losses(log)}
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def test_plain_loss_decreases(plain_run):
@@ -24,18 +16,23 @@ def test_plain_loss_decreases(plain_run):
     assert ls[6] < ls[1] - 0.5
 
 
-def test_sp2_first_step_loss_equals_sp1(plain_run, tmp_path, tiny_model_dir):
+def test_sp2_first_step_loss_equals_sp1(plain_run, cached_run, tmp_path, tiny_model_dir):
+    """Ulysses sp=2 over both processes, on the tokenized cache cached_run built (mapped, not rebuilt)."""
     log = tmp_path / "log.jsonl"
-    train(base_args(tiny_model_dir, plain_run["data"], tmp_path / "ckpt", 1, FP32,
-                    "engine.ulysses_sequence_parallel_size=2", "trainer.save_freq=-1"), log)
+    proc = train(base_args(tiny_model_dir, plain_run["data"], tmp_path / "ckpt", 1, FP32,
+                           "engine.ulysses_sequence_parallel_size=2", "trainer.save_freq=-1",
+                           f"data.cache_dir={cached_run['cache_dir']}", "data.cache_workers=2"), log)
+    assert "tokenized cache built in" not in proc.stdout + proc.stderr, "a second start maps the cache"
     assert abs(losses(log)[1] - plain_run["losses"][1]) < 1e-4
 
 
 def test_resume_after_kill_reproduces_losses(plain_run, tmp_path, tiny_model_dir):
-    """Killed right after the checkpoint at step 4 (the end of epoch 2: verl #7401's case)."""
+    """The state a run killed right after its step-4 checkpoint leaves (plain_run's checkpoint of step 4,
+    the end of epoch 2: verl #7401's case), resumed: steps 5 and 6 reproduce plain_run's losses."""
     ckpt = tmp_path / "ckpt"
-    args = base_args(tiny_model_dir, plain_run["data"], ckpt, 6, FP32, "trainer.save_freq=2")
-    train_until_checkpoint(args, tmp_path / "first.jsonl", ckpt, step=4)
+    shutil.copytree(plain_run["dir"] / "ckpt" / "global_step_4", ckpt / "global_step_4")
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("4")
+    args = base_args(tiny_model_dir, plain_run["data"], ckpt, 6, FP32, "trainer.save_freq=2", "data.cache=off")
     log = tmp_path / "resumed.jsonl"
     train(args + ["trainer.resume_mode=auto"], log)
     resumed = losses(log)
@@ -77,27 +74,13 @@ def test_lora_trains_and_merges_for_real(tmp_path, tiny_model_dir):
     assert torch.isfinite(merged[key]).all()
 
 
-def test_plan_matches_a_real_run_and_stages_are_logged(tmp_path, tiny_model_dir):
+def test_plan_matches_a_real_run_and_stages_are_logged(planned_run):
     """20 rows, global batch 8 over 2 dp ranks: verl drops the remainder per rank -> 2 steps/epoch."""
-    from verl_ext.launch.preflight import check
-
-    data = write_rows(tmp_path / "train.parquet", 15)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(data).to_pylist()
-    pq.write_table(pa.Table.from_pylist(rows + rows[:5]), data)  # 20 rows
-    ckpt = tmp_path / "ckpt"
-    args = [a for a in base_args(tiny_model_dir, data, ckpt, 0) if not a.startswith("trainer.total_training_steps")]
-    args += ["trainer.total_epochs=2", "trainer.save_freq=3"]
-    plan = check(args).plan
+    plan, ckpt, out = planned_run["plan"], planned_run["ckpt"], planned_run["out"]
     assert (plan.steps_per_epoch, plan.total_steps, plan.checkpoint_steps) == (2, 4, (3, 4))
-    log = tmp_path / "log.jsonl"
-    proc = train(args, log)
-    assert sorted(losses(log)) == list(range(1, plan.total_steps + 1))
+    assert sorted(losses(planned_run["log"])) == list(range(1, plan.total_steps + 1))
     written = sorted(int(p.name.split("_")[-1]) for p in ckpt.glob("global_step_*"))
     assert tuple(written) == plan.checkpoint_steps
-    out = proc.stdout + proc.stderr
     for stage in ("imports", "process group", "tokenizer + model config", "dataset (read, validate, tokenize)",
                   "model load + FSDP wrap + optimizer", "dataloader", "first step"):
         assert f"[verl-ext] stage {stage} done in" in out, stage
@@ -114,17 +97,34 @@ def _forward_dtypes(out: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("cpu_bf16, weight, output", [("none", "torch.float32", "torch.float32"),
-                                                      ("native", "torch.bfloat16", "torch.bfloat16")])
-def test_forward_computes_in_the_dtype_chosen_for_the_cpu(tmp_path, tiny_model_dir, cpu_bf16, weight, output):
-    """2 steps with the CPU's bf16 support forced each way: the plan, the stage log and the forward
-    (FSDP2's mixed-precision cast, recorded by a hook on the first Linear) agree."""
-    data = write_rows(tmp_path / "train.parquet", 8)
+def test_forward_computes_in_the_dtype_forced_against_this_cpu(tmp_path, tiny_model_dir):
+    """One step with this CPU's bf16 support forced the other way (the plan test above covers the kind
+    detected here): the plan, the stage log and the forward (FSDP2's mixed-precision cast, recorded by a
+    hook on the first Linear) agree. Two short rows: on a CPU without native bf16 this step runs bf16."""
+    from verl_ext.seam.precision import cpu_bf16
+
+    forced, compute, dtype = ("none", "fp32", "torch.float32") if cpu_bf16().native else ("native", "bf16", "torch.bfloat16")
+    data = write_rows(tmp_path / "train.parquet", 2)
     log = tmp_path / "log.jsonl"
-    proc = train(base_args(tiny_model_dir, data, tmp_path / "ckpt", 2, "trainer.save_freq=-1"), log,
-                 env={"VERL_EXT_CPU_BF16": cpu_bf16})
+    proc = train(base_args(tiny_model_dir, data, tmp_path / "ckpt", 1, "data.train_batch_size=2", "data.max_length=32",
+                           "trainer.save_freq=-1"), log, env={"VERL_EXT_CPU_BF16": forced})
     out = proc.stdout + proc.stderr
-    compute = "fp32" if cpu_bf16 == "none" else "bf16"
     assert f"precision         {compute} (" in out and f"[verl-ext] compute dtype {compute}:" in out
-    assert f"weight {weight}, input {output}, output {output}" in _forward_dtypes(out)
-    assert sorted(losses(log)) == [1, 2]
+    assert f"weight {dtype}, input {dtype}, output {dtype}" in _forward_dtypes(out)
+    assert sorted(losses(log)) == [1]
+
+
+def test_time_budget_ends_the_run_early_at_a_checkpoint(tmp_path, tiny_model_dir):
+    """trainer.time_budget_s=2 on 40 planned steps of ~1 s: both ranks stop at the same step, which
+    verl treats as its last (checkpoint written, the loop ends cleanly)."""
+    data = write_rows(tmp_path / "train.parquet", 8)
+    ckpt = tmp_path / "ckpt"
+    log = tmp_path / "log.jsonl"
+    proc = train(base_args(tiny_model_dir, data, ckpt, 40, "trainer.time_budget_s=2", "trainer.save_freq=-1"), log)
+    ls = losses(log)
+    last = max(ls)
+    assert sorted(ls) == list(range(1, last + 1)) and last < 40, ls
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == str(last)
+    out = proc.stdout + proc.stderr
+    assert "trainer.time_budget_s=2: training ends at the last step that fits" in out  # preflight's note
+    assert f"[verl-ext] time budget 2s (trainer.time_budget_s): " in out and f"step {last} is the last (of 40 planned)" in out

@@ -206,6 +206,7 @@ def test_math_eval_tiny_hf_run_uses_the_training_prompt(tmp_path, tiny_model_dir
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_ray_submit_example_dry_run(ray_cluster, tmp_path, tiny_model_dir):  # noqa: F811
     address = ray_cluster[0]
     wd = tmp_path / "wd"

@@ -136,3 +136,23 @@ def test_base_model_trains_plain_or_with_a_custom_template(base_model, data, tmp
     assert custom.config.model.custom_chat_template == template.read_text()  # as the trainer hands it to verl
     errs = errors_of(base(base_model, data, "model.custom_chat_template=/nope/r1.jinja"))
     assert any("model.custom_chat_template='/nope/r1.jinja': no such file" in e for e in errs), errs
+
+
+def test_a_validation_set_smaller_than_one_batch_is_named(tiny_model_dir, data):
+    """verl validates in whole batches of data.train_batch_size, each dp rank its share, the rest
+    dropped: 4 samples under a global batch of 8 give no batch at all (val/loss NaN)."""
+    chat = pq.read_table(data / "chat.parquet")
+    for n in (4, 11, 16):
+        pq.write_table(chat.slice(0, n), data / f"val{n}.parquet")
+    small = check(base(tiny_model_dir, data, f"data.val_files={data / 'val4.parquet'}", "trainer.test_freq=2"))
+    assert small.ok, small.errors  # the run works (gen_eval uses val steps as its clock): a warning, not an error
+    assert any("4 validation samples make no full batch of data.train_batch_size=8 (4 per dp rank x 2)" in w
+               and "val/loss would be NaN" in w for w in small.warnings), small.warnings
+    odd = check(base(tiny_model_dir, data, f"data.val_files={data / 'val11.parquet'}", "trainer.test_freq=2"))
+    assert not odd.warnings and any("validation uses 8 of 11 samples" in n for n in odd.notes), odd.notes
+    whole = check(base(tiny_model_dir, data, f"data.val_files={data / 'val16.parquet'}", "trainer.test_freq=2"))
+    assert not whole.warnings and not any("validation uses" in n for n in whole.notes)
+    # with sequence parallel over both processes there is one dp rank: 4 samples are still short of 8
+    sp = check(base(tiny_model_dir, data, f"data.val_files={data / 'val4.parquet'}", "trainer.test_freq=2",
+                    "engine.ulysses_sequence_parallel_size=2"))
+    assert any("(8 per dp rank x 1)" in w for w in sp.warnings), sp.warnings

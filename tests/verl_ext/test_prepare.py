@@ -122,6 +122,7 @@ def ray_head(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_prepare_on_ray_equals_local_build(tmp_path, data, tiny_model_dir, qwen3_tokenizer, ray_head):
     address, env = ray_head
     train, val = data

@@ -189,6 +189,7 @@ def submit(address: str, *argv: str, timeout: int = 180) -> subprocess.Completed
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_jobs_on_local_cluster(ray_address, tmp_path):
     wd = tmp_path / "wd"
     wd.mkdir()
@@ -220,6 +221,7 @@ def test_jobs_on_local_cluster(ray_address, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_dry_run_training_job(ray_address, tmp_path, tiny_model_dir):
     wd = tmp_path / "wd"
     wd.mkdir()
@@ -237,6 +239,7 @@ def test_dry_run_training_job(ray_address, tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_ctrl_c_stops_the_job(ray_address, tmp_path):
     from ray.job_submission import JobSubmissionClient
 
@@ -274,6 +277,7 @@ def test_loopback_check():
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_cluster_listens_only_on_loopback(ray_cluster):
     import psutil
 

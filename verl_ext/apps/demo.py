@@ -215,8 +215,10 @@ def evaluate(model: Path, out: Path, tag: str, size: Size, goals: list[str], bas
     return {"textcraft": tc, "math": math}, (t_tc, t_math)
 
 
-def train(model: Path, data: Path, out: Path, size: Size, eta_s: tuple[float, float] | None = None) -> Path:
-    """SFT then export; ``eta_s``: the (SFT, export) estimates."""
+def train(model: Path, data: Path, out: Path, size: Size, eta_s: tuple[float, float] | None = None,
+          time_budget_s: float | None = None) -> Path:
+    """SFT then export; ``eta_s``: the (SFT, export) estimates; ``time_budget_s``: the seconds the steps
+    may take (``trainer.time_budget_s``: slower steps than the probe said end SFT early, not late)."""
     ckpt = out / "checkpoints"
     args = [f"model.path={model}", f"data.train_files={data}", "data.dataset=chat", f"data.max_length={size.max_length}",
             "data.truncation=left", f"data.train_batch_size={size.batch}", "data.num_workers=0",
@@ -224,9 +226,12 @@ def train(model: Path, data: Path, out: Path, size: Size, eta_s: tuple[float, fl
             "trainer.logger=[console,file]", f"trainer.default_local_dir={ckpt}", "trainer.project_name=verl-ext-demo",
             "trainer.experiment_name=smollm2-sft", "trainer.resume_mode=disable", "optim.lr=1e-4",
             "model.enable_gradient_checkpointing=false", f"trainer.save_freq={size.steps}"]
+    what = f"SFT, {size.steps} steps on 2 CPU processes"
+    if time_budget_s is not None:
+        args.append(f"trainer.time_budget_s={time_budget_s:.0f}")
+        what = f"SFT, up to {size.steps} steps in {budget.fmt_s(time_budget_s)} on 2 CPU processes"
     eta_sft, eta_export = eta_s or (None, None)
-    _run([sys.executable, "-m", "verl_ext.launch.train", *args], out / "logs" / "sft.log",
-         f"SFT, {size.steps} steps on 2 CPU processes", eta_sft)
+    _run([sys.executable, "-m", "verl_ext.launch.train", *args], out / "logs" / "sft.log", what, eta_sft)
     hf = out / "model-sft"
     _run([sys.executable, "-m", "verl_ext.launch.export", str(ckpt), "--out", str(hf)], out / "logs" / "export.log",
          "export to HF", eta_export)
@@ -328,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n==> re-plan: the evaluation took {budget.fmt_s(eval_s)}; SFT {size.steps} steps; "
                   f"ETA of the rest ~{budget.fmt_s(plan.total_s - plan.eta['so far'])}", flush=True)
         data = train_data(out, tc_dir, size)
+        steps_s = speed and budget.steps_budget_s(budget_s, speed, time.monotonic() - t0, eval_s)
         sft = train(model, data, out, size, speed and (budget.sft_s(size.steps, speed) - budget.export_s(speed),
-                                                     budget.export_s(speed)))
+                                                     budget.export_s(speed)), steps_s)
         after_url = None
         if speed is not None and speed.gen.backend == "server":
             from verl_ext_eval.backends.managed_server import ServerLaunchError

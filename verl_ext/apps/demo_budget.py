@@ -208,12 +208,21 @@ def plan(budget_s: float, speed: Speed, spent_s: float = 0.0) -> Plan:
 def replan_steps(p: Plan, speed: Speed, elapsed_s: float, eval_s: float) -> Plan:
     """After the "before" evaluation took ``eval_s`` (elapsed ``elapsed_s`` in all): the steps that
     leave room for an "after" evaluation as long, within FLOOR_STEPS..MAX_STEPS."""
-    left = p.budget_s - elapsed_s - eval_s - sft_s(0, speed)
-    steps = max(FLOOR_STEPS, min(MAX_STEPS, int(left // step_s(speed))))
+    steps = max(FLOOR_STEPS, min(MAX_STEPS, int(_left_for_steps(p.budget_s, speed, elapsed_s, eval_s) // step_s(speed))))
     eta = {"so far": elapsed_s, "SFT + export": sft_s(steps, speed), "eval after": eval_s}
     n = train_rows(steps)
     return Plan(replace(p.size, steps=steps, tc_train=n, math_train=n), eta, p.budget_s,
                 sum(eta.values()) <= p.budget_s)
+
+
+def steps_budget_s(budget_s: float, speed: Speed, elapsed_s: float, eval_s: float) -> float:
+    """The seconds SFT's steps may take (``trainer.time_budget_s``) so that SFT's start-up, export and an
+    "after" evaluation as long as the "before" one still fit; at least FLOOR_STEPS estimated steps."""
+    return max(_left_for_steps(budget_s, speed, elapsed_s, eval_s), FLOOR_STEPS * step_s(speed))
+
+
+def _left_for_steps(budget_s: float, speed: Speed, elapsed_s: float, eval_s: float) -> float:
+    return budget_s - elapsed_s - eval_s - sft_s(0, speed)
 
 
 # ---- the probe (I/O and time: not unit-tested beyond a smoke run) ----

@@ -159,7 +159,16 @@ def command_for(config: DictConfig, args: list[str], environ: dict[str, str]) ->
     return torchrun_command(args, nproc, rendezvous(config.trainer, environ) if launcher == "torchrun" else None)
 
 
-def train(args: list[str], dry_run: bool = False, skip_preflight: bool = False, echo=print) -> int:
+@dataclass(frozen=True)
+class Launch:
+    """What ``train`` runs once preflight passed: the command (printed first) and its environment."""
+
+    cmd: list[str]
+    env: dict[str, str]
+
+
+def launch_for(args: list[str], skip_preflight: bool = False, echo=print) -> Launch:
+    """Preflight (its report echoed; a failing one raises ``PreflightError``), then the launch."""
     from verl_ext.seam.devices import on_cpu
 
     if skip_preflight:
@@ -172,7 +181,11 @@ def train(args: list[str], dry_run: bool = False, skip_preflight: bool = False, 
         config = report.config
     cmd = command_for(config, args, dict(os.environ))
     echo("launch: " + shlex.join(cmd))
+    return Launch(cmd, run_env(int(config.trainer.n_gpus_per_node), on_cpu()))
+
+
+def train(args: list[str], dry_run: bool = False, skip_preflight: bool = False, echo=print) -> int:
+    launch = launch_for(args, skip_preflight, echo)
     if dry_run:
         return 0
-    proc = subprocess.run(cmd, env=run_env(int(config.trainer.n_gpus_per_node), on_cpu()))
-    return proc.returncode
+    return subprocess.run(launch.cmd, env=launch.env).returncode

@@ -86,8 +86,10 @@ def check(args: list[str], nproc: int | None = None, sample_rows: int = 256) -> 
     _check_plugin(report)
     model_cfg = _check_model(config, report)
     _check_parallel(config, nproc, model_cfg, report)
-    lengths, samples = _check_data(config, report, sample_rows)
+    lengths, samples, val_samples = _check_data(config, report, sample_rows)
+    _check_val_batches(config, nproc, val_samples, report)
     _check_resume(config, report)
+    _check_time_budget(config, report)
     _check_launch(config, report)
     from verl_ext.launch.plan import count_params, make_plan
 
@@ -156,9 +158,11 @@ def _check_parallel(config: DictConfig, nproc: int, model_cfg: dict | None, repo
                 report.errors.append(f"sequence parallel size {sp} and num_key_value_heads={kv}: one must divide the other")
 
 
-def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[list[tuple[int, int]], int | None]:
-    """Validate the data files; (tokens, trained tokens) per train sample and, when the tokenized
-    cache of the train files exists, their exact sample count (else ``None``: a sample of rows)."""
+def _check_data(config: DictConfig, report: Report,
+                sample_rows: int) -> tuple[list[tuple[int, int]], int | None, int | None]:
+    """Validate the data files; (tokens, trained tokens) per train sample; when the tokenized cache of
+    the train files exists, their exact sample count (else ``None``: a sample of rows); the number of
+    validation samples when known exactly (cached, or every row read), else ``None``."""
     name = config.data.custom_cls.get("name")
     from verl_ext.data import datasets
 
@@ -175,6 +179,7 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[l
     if config.data.val_files:
         groups.append(("data.val_files", config.data.val_files, config.data.get("val_max_samples", -1)))
     tokenizer = None
+    val_samples = None
     for key, paths, max_samples in groups:
         files = [os.path.abspath(os.path.expanduser(p)) for p in iter_files(paths)]
         missing = [p for p in files if not os.path.exists(p)]
@@ -184,12 +189,12 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[l
         if tokenizer is None:
             tokenizer = _tokenizer(config, report)
             if tokenizer is None:
-                return lengths, samples
+                return lengths, samples, None
             try:  # the encoding options and the chat template (or the plain format's EOS), once for all files
                 cls.row_encoder(tokenizer, config.data)
             except DataError as e:
                 report.errors.append(str(e))
-                return lengths, samples
+                return lengths, samples, None
         try:
             found = _from_cache(cls, files, tokenizer, config, max_samples, key, report)
             if found is None:
@@ -202,9 +207,44 @@ def _check_data(config: DictConfig, report: Report, sample_rows: int) -> tuple[l
         if key == "data.train_files":
             lengths += sample
             samples = None if found is None else len(found)
+        elif found is not None or all(_rows(p) <= sample_rows for p in files):
+            val_samples = len(sample)
+            if max_samples is not None and int(max_samples) > 0:
+                val_samples = min(val_samples, int(max_samples))
     if lengths:
         _check_lengths(config, report, lengths, exact=samples is not None)
-    return lengths, samples
+    return lengths, samples, val_samples
+
+
+def _rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 - JSONL or unreadable: not known cheaply (read_rows reported it)
+        return 1 << 62
+
+
+def _check_val_batches(config: DictConfig, nproc: int, val_samples: int | None, report: Report) -> None:
+    """verl validates in full batches of data.train_batch_size (each dp rank takes its share of whole
+    batches, the remainder dropped): fewer validation samples than one batch log val/loss as NaN."""
+    if not val_samples or not config.data.val_files:
+        return
+    sp = int(config.engine.get("ulysses_sequence_parallel_size", 1))
+    dp = max(1, nproc // sp) if nproc % sp == 0 else 1
+    per_rank = int(config.data.train_batch_size) // dp
+    if per_rank <= 0:
+        return
+    batches = (val_samples // dp) // per_rank
+    if batches == 0:
+        report.warnings.append(
+            f"data.val_files: {val_samples} validation samples make no full batch of data.train_batch_size="
+            f"{config.data.train_batch_size} ({per_rank} per dp rank x {dp}); verl drops partial batches, so "
+            f"val/loss would be NaN: give at least {per_rank * dp} validation samples or a smaller batch")
+    elif batches * per_rank * dp < val_samples:
+        report.notes.append(
+            f"data.val_files: validation uses {batches * per_rank * dp} of {val_samples} samples "
+            f"(whole batches of {per_rank * dp}; verl drops the rest)")
 
 
 def _evaluator_problems(config: DictConfig) -> list[str]:
@@ -299,6 +339,21 @@ def _check_resume(config: DictConfig, report: Report) -> None:
             report.errors.append(f"trainer.resume_mode=resume_path but trainer.resume_from_path={path!r} is not a folder")
         elif "global_step_" not in os.path.basename(str(path).rstrip("/")):
             report.errors.append(f"trainer.resume_from_path={path} should be a global_step_<N> checkpoint folder")
+
+
+def _check_time_budget(config: DictConfig, report: Report) -> None:
+    value = config.trainer.get("time_budget_s")
+    if value is None:
+        return
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0:
+        report.errors.append(f"trainer.time_budget_s={value!r}; give seconds > 0, or null for no limit")
+    else:
+        report.notes.append(f"trainer.time_budget_s={seconds:g}: training ends at the last step that fits in "
+                            f"{seconds:g}s (at most the planned steps), with its checkpoint")
 
 
 def _check_disk(config: DictConfig, report: Report) -> None:

@@ -104,17 +104,27 @@ def _trainer_class(base=None):
                 super()._build_ckpt_handler()
 
         def _wrap_train_batch(self):
-            """Time the first step; count steps (generation eval labels its files with them)."""
+            """Time the first step; count steps (generation eval labels its files with them); end the run
+            early at ``trainer.time_budget_s``."""
             client = self.training_client
             original = client.train_batch
             self.global_step_seen = 0
+            budget = TimeBudget.from_config(self.config)
 
             def train_batch(*args, **kwargs):
                 self.global_step_seen = max(self.global_step_seen, self.resume_global_step) + 1
+                budget.step_started()
                 if self.global_step_seen == self.resume_global_step + 1:
                     with self.stages.stage("first step"):
-                        return original(*args, **kwargs)
-                return original(*args, **kwargs)
+                        out = original(*args, **kwargs)
+                else:
+                    out = original(*args, **kwargs)
+                if budget.step_done() and self.global_step_seen < self.total_training_steps:
+                    # verl reads total_training_steps at every step: this one becomes its last
+                    self.stages.say(f"[verl-ext] {budget.why()}: step {self.global_step_seen} is the last "
+                                    f"(of {self.total_training_steps} planned); verl's last-step checkpoint (and validation) follow")
+                    self.total_training_steps = self.global_step_seen
+                return out
 
             client.train_batch = train_batch
 
@@ -129,6 +139,58 @@ def _trainer_class(base=None):
                 return super().fit()
 
     return VerlExtSFTTrainer
+
+
+class TimeBudget:
+    """``trainer.time_budget_s``: after each step, whether another step (projected at the mean step time
+    so far, the first step's warm-up left out once there are others) would end past the budget. Every
+    rank of a torchrun job takes the same decision (a max all-reduce: ranks must stop at the same step);
+    a Ray driver is one process and decides alone."""
+
+    def __init__(self, budget_s: float | None, clock=time.monotonic):
+        self.budget_s, self.clock = budget_s, clock
+        self.t0: float | None = None
+        self.step_t0 = 0.0
+        self.steps: list[float] = []
+
+    @classmethod
+    def from_config(cls, config: DictConfig) -> "TimeBudget":
+        value = config.trainer.get("time_budget_s")
+        return cls(float(value) if value is not None else None)
+
+    def step_started(self) -> None:
+        self.step_t0 = self.clock()
+        if self.t0 is None:
+            self.t0 = self.step_t0
+
+    def step_done(self) -> bool:
+        """True when the run should end after this step."""
+        if self.budget_s is None:
+            return False
+        self.steps.append(self.clock() - self.step_t0)
+        return _any_rank(self.clock() - self.t0 + self.step_s() > self.budget_s)
+
+    def step_s(self) -> float:
+        recent = self.steps[1:] or self.steps
+        return sum(recent) / len(recent)
+
+    def why(self) -> str:
+        mean = self.step_s()
+        return (f"time budget {self.budget_s:.0f}s (trainer.time_budget_s): {self.clock() - self.t0:.0f}s trained, "
+                f"a step takes ~{mean:.1f}s")
+
+
+def _any_rank(flag: bool) -> bool:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    from verl.utils.device import get_device_name
+
+    t = torch.tensor([1.0 if flag else 0.0], device=get_device_name())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def watch_forward_dtypes(module, say) -> dict:

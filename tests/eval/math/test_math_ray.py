@@ -7,6 +7,7 @@ import time
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.serial  # starts a local Ray instance: not beside the Ray clusters of other tests
 
 
 @pytest.fixture(scope="module")

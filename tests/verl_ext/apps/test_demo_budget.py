@@ -69,6 +69,16 @@ def test_replan_gives_the_steps_the_real_evaluation_left():
     assert hopeless.size.steps == b.FLOOR_STEPS and not hopeless.fits
 
 
+def test_sft_steps_get_the_time_the_rest_leaves():
+    """The SFT steps' time budget (trainer.time_budget_s): what is left after the time spent, an after-
+    evaluation as long as the before one, SFT start-up and export; never under FLOOR_STEPS estimated steps."""
+    left = b.steps_budget_s(900, FAST, elapsed_s=120, eval_s=60)
+    assert left == pytest.approx(900 - 120 - 60 - b.sft_s(0, FAST))
+    assert left // b.step_s(FAST) == b.replan_steps(b.plan(900, FAST), FAST, 120, 60).size.steps or \
+        b.replan_steps(b.plan(900, FAST), FAST, 120, 60).size.steps == b.MAX_STEPS
+    assert b.steps_budget_s(900, FAST, elapsed_s=890, eval_s=400) == pytest.approx(b.FLOOR_STEPS * b.step_s(FAST))
+
+
 def test_step_cost_scales_with_training_speed():
     assert b.step_s(speed(train=50.0)) > b.step_s(speed(train=100.0)) > b.step_s(speed(train=1e9)) > 0
     assert b.step_s(FAST, batch=16) == pytest.approx(2 * b.step_s(FAST, batch=8))
