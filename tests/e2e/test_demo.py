@@ -19,3 +19,4 @@ def test_demo_small(tmp_path):
         assert results[tag]["textcraft"]["episodes"] == 2
         assert (out / "eval" / tag / "math" / "report.md").exists()
     assert (out / "model-sft" / "config.json").exists()
+    assert results["sft_steps"] == results["size"]["steps"] == 2  # trained as planned (no time budget in --small)

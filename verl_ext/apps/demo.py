@@ -232,6 +232,9 @@ def train(model: Path, data: Path, out: Path, size: Size, eta_s: tuple[float, fl
         what = f"SFT, up to {size.steps} steps in {budget.fmt_s(time_budget_s)} on 2 CPU processes"
     eta_sft, eta_export = eta_s or (None, None)
     _run([sys.executable, "-m", "verl_ext.launch.train", *args], out / "logs" / "sft.log", what, eta_sft)
+    done = int((ckpt / "latest_checkpointed_iteration.txt").read_text().strip())
+    if done < size.steps:
+        print(f"    the time budget ended SFT after step {done} of {size.steps} (logs/sft.log says why)", flush=True)
     hf = out / "model-sft"
     _run([sys.executable, "-m", "verl_ext.launch.export", str(ckpt), "--out", str(hf)], out / "logs" / "export.log",
          "export to HF", eta_export)
@@ -359,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(out / "results.md", report + "\n")
     atomic_write(out / "results.json", json.dumps(
         {"before": before, "after": after, "size": size.__dict__, "budget_s": None if args.small else budget_s,
-         "total_s": total, "backend": speed.gen.backend if speed else "hf", "dtype": speed.dtype if speed else None},
+         "total_s": total, "backend": speed.gen.backend if speed else "hf", "dtype": speed.dtype if speed else None,
+         "sft_steps": int((out / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip())},
         indent=2, default=str))
     print("\n" + report)
     print(f"\nall in {out}: data/, checkpoints/, model-sft/, eval/<before|after>/<textcraft|math>/report.md, logs/")
