@@ -216,9 +216,10 @@ def evaluate(model: Path, out: Path, tag: str, size: Size, goals: list[str], bas
 
 
 def train(model: Path, data: Path, out: Path, size: Size, eta_s: tuple[float, float] | None = None,
-          time_budget_s: float | None = None) -> Path:
-    """SFT then export; ``eta_s``: the (SFT, export) estimates; ``time_budget_s``: the seconds the steps
-    may take (``trainer.time_budget_s``: slower steps than the probe said end SFT early, not late)."""
+          time_budget_s: float | None = None) -> tuple[Path, int]:
+    """SFT then export: (the exported folder, the steps trained); ``eta_s``: the (SFT, export) estimates;
+    ``time_budget_s``: the seconds the steps may take (``trainer.time_budget_s``: slower steps than the
+    probe said end SFT early, not late)."""
     ckpt = out / "checkpoints"
     args = [f"model.path={model}", f"data.train_files={data}", "data.dataset=chat", f"data.max_length={size.max_length}",
             "data.truncation=left", f"data.train_batch_size={size.batch}", "data.num_workers=0",
@@ -238,7 +239,7 @@ def train(model: Path, data: Path, out: Path, size: Size, eta_s: tuple[float, fl
     hf = out / "model-sft"
     _run([sys.executable, "-m", "verl_ext.launch.export", str(ckpt), "--out", str(hf)], out / "logs" / "export.log",
          "export to HF", eta_export)
-    return hf
+    return hf, done
 
 
 def _rate(rate, ci, n=None) -> str:
@@ -337,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"ETA of the rest ~{budget.fmt_s(plan.total_s - plan.eta['so far'])}", flush=True)
         data = train_data(out, tc_dir, size)
         steps_s = speed and budget.steps_budget_s(budget_s, speed, time.monotonic() - t0, eval_s)
-        sft = train(model, data, out, size, speed and (budget.sft_s(size.steps, speed) - budget.export_s(speed),
-                                                     budget.export_s(speed)), steps_s)
+        eta = speed and (budget.sft_s(size.steps, speed) - budget.export_s(speed), budget.export_s(speed))
+        sft, sft_steps = train(model, data, out, size, eta, steps_s)
         after_url = None
         if speed is not None and speed.gen.backend == "server":
             from verl_ext_eval.backends.managed_server import ServerLaunchError
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(out / "results.json", json.dumps(
         {"before": before, "after": after, "size": size.__dict__, "budget_s": None if args.small else budget_s,
          "total_s": total, "backend": speed.gen.backend if speed else "hf", "dtype": speed.dtype if speed else None,
-         "sft_steps": int((out / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip())},
+         "sft_steps": sft_steps},
         indent=2, default=str))
     print("\n" + report)
     print(f"\nall in {out}: data/, checkpoints/, model-sft/, eval/<before|after>/<textcraft|math>/report.md, logs/")

@@ -165,6 +165,7 @@ def _check_data(config: DictConfig, report: Report,
     validation samples when known exactly (cached, or every row read), else ``None``."""
     name = config.data.custom_cls.get("name")
     from verl_ext.data import datasets
+    from verl_ext.launch.plan import count_rows
 
     cls = getattr(datasets, name, None) if str(config.data.custom_cls.get("path", "")).endswith(("verl_ext.datasets", "verl_ext.data.datasets")) else None
     test_freq = config.trainer.test_freq
@@ -207,22 +208,13 @@ def _check_data(config: DictConfig, report: Report,
         if key == "data.train_files":
             lengths += sample
             samples = None if found is None else len(found)
-        elif found is not None or all(_rows(p) <= sample_rows for p in files):
+        elif found is not None or all(count_rows(p) <= sample_rows for p in files):
             val_samples = len(sample)
             if max_samples is not None and int(max_samples) > 0:
                 val_samples = min(val_samples, int(max_samples))
     if lengths:
         _check_lengths(config, report, lengths, exact=samples is not None)
     return lengths, samples, val_samples
-
-
-def _rows(path: str) -> int:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except Exception:  # noqa: BLE001 - JSONL or unreadable: not known cheaply (read_rows reported it)
-        return 1 << 62
 
 
 def _check_val_batches(config: DictConfig, nproc: int, val_samples: int | None, report: Report) -> None:
